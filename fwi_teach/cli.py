@@ -1,0 +1,122 @@
+"""Command-line interface: ``fwi-teach`` (also ``python -m fwi_teach``).
+
+Subcommands are registered by small functions decorated with
+:func:`subcommand`; each receives the top-level ``subparsers`` object, adds its
+parser(s) and sets ``func`` (a callable taking the parsed ``argparse.Namespace``
+and returning an exit code) with ``set_defaults``. To add a command, e.g.
+``book``::
+
+    @subcommand
+    def _add_book(subparsers):
+        p = subparsers.add_parser("book", help="build the Jupyter Book")
+        p.add_argument("--clean", action="store_true")
+        p.set_defaults(func=_run_book)
+
+Import heavy modules (torch, the physics) inside the ``func`` so that
+``fwi-teach --help`` stays fast. Errors a user can fix should be raised as
+``ValueError``, ``FileNotFoundError`` or ``FileExistsError``; :func:`main` prints
+them as ``error: ...`` and returns exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+__all__ = ["main", "build_parser", "subcommand"]
+
+_REGISTRARS: list[Callable] = []
+
+
+def subcommand(register: Callable) -> Callable:
+    """Decorator: add ``register(subparsers)`` to the commands of :func:`build_parser`."""
+    _REGISTRARS.append(register)
+    return register
+
+
+# -- data -------------------------------------------------------------------------------
+def _run_data_generate(args) -> int:
+    from .data.generate import generate_dataset
+
+    root = generate_dataset(args.family, args.root, n_train=args.train, n_val=args.val, seed=args.seed,
+                            samples_per_file=args.samples_per_file, boundary=args.boundary, device=args.device,
+                            batch_size=args.batch_size, progress=not args.no_progress)
+    print(f"wrote {args.train} training and {args.val} validation samples to {root}")
+    return 0
+
+
+def _run_data_info(args) -> int:
+    from .data.datasets import dataset_summary
+
+    info = dataset_summary(args.root, family=args.family, scan=args.scan)
+    print(f"source:  {info['source']}")
+    print(f"family:  {info['family'] or 'unknown (pass --family)'}")
+    print(f"layout:  {info['layout']}")
+    for split, s in info["splits"].items():
+        if "error" in s:
+            print(f"{split:>5}:   unavailable ({s['error']})")
+        else:
+            print(f"{split:>5}:   {s['samples']} samples in {s['files']} files; seismic sample "
+                  f"{tuple(s['seismic_shape'])}, velocity sample {tuple(s['velocity_shape'])}")
+    if info["range_from"] is None:
+        print("seismic range: not recorded (no manifest); rerun with --scan to compute it")
+    else:
+        print(f"seismic range: {info['data_min']:.6g} .. {info['data_max']:.6g} (from {info['range_from']})")
+    return 0
+
+
+@subcommand
+def _add_data(subparsers) -> None:
+    data = subparsers.add_parser("data", help="generate or inspect OpenFWI-format data sets")
+    sub = data.add_subparsers(dest="data_command", metavar="{generate,info}", required=True)
+
+    gen = sub.add_parser("generate", help="generate a family in OpenFWI's file layout (resumable)")
+    gen.add_argument("family", help="family name, e.g. flatvel-a, curvefault-b, style-a")
+    gen.add_argument("--root", required=True, help="output directory (new, empty, or an interrupted run)")
+    gen.add_argument("--train", type=int, required=True, help="number of training samples")
+    gen.add_argument("--val", type=int, default=0, help="number of validation samples (default 0)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed of the velocity models (default 0)")
+    gen.add_argument("--samples-per-file", type=int, default=500, help="samples per .npy file (default 500)")
+    gen.add_argument("--boundary", choices=("thin", "openfwi"), default="thin",
+                     help="absorbing boundary: thin (fast, default) or openfwi (120-cell sponge, slow)")
+    gen.add_argument("--device", default=None, help="torch device for the simulation, e.g. cuda (default CPU)")
+    gen.add_argument("--batch-size", type=int, default=None, help="models per simulation batch")
+    gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    gen.set_defaults(func=_run_data_generate)
+
+    info = sub.add_parser("info", help="print family, sample counts, shapes and amplitude range of a data set")
+    info.add_argument("root", help="data set directory or split file")
+    info.add_argument("--family", default=None, help="family name, if it cannot be inferred from the path")
+    info.add_argument("--scan", action="store_true", help="read all files to find the amplitude range")
+    info.set_defaults(func=_run_data_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fwi-teach`` argument parser with every registered subcommand."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="fwi-teach", description="Tools of the fwi_teach course.")
+    parser.add_argument("--version", action="version", version=f"fwi_teach {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in _REGISTRARS:
+        register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Usage errors exit through argparse (code 2); ``ValueError``,
+    ``FileNotFoundError`` and ``FileExistsError`` print ``error: ...`` and return 1.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
