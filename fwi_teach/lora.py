@@ -1,0 +1,513 @@
+"""Low-rank adaptation (LoRA) of convolutional networks, from scratch and with peft.
+
+LoRA freezes a pretrained weight ``W`` and learns a low-rank update
+``W + (alpha / rank) * B A``. For a convolution the down-projection ``A`` is a
+convolution with the base layer's kernel, stride and padding but only ``rank``
+output channels, and the up-projection ``B`` is a 1 x 1 layer from ``rank`` to
+the base layer's output channels, so ``B(A(x))`` is again a convolution of the
+same shape as the base, with weight ``delta = scaling * B @ A`` (contracted over
+the rank axis). ``B`` starts at zero, so an adapted network first computes
+exactly what the pretrained one does. Here ``A`` and ``B`` are layers of the
+same type as the base (Conv2d, or ConvTranspose2d for the decoder), as in peft.
+
+Two implementations that compute the same thing:
+
+* :func:`apply_lora` with :class:`LoRAConv2d` / :class:`LoRAConvTranspose2d`:
+  about a hundred lines to read in a lesson; adapter weights ``lora_A`` and
+  ``lora_B`` sit next to the frozen ``base`` layer.
+* :func:`apply_peft_lora`: Hugging Face peft. peft 0.21 has no LoRA layer for
+  ``nn.ConvTranspose2d``, so a small custom layer (:func:`peft_conv_transpose_class`)
+  is registered through peft's experimental ``LoraConfig._register_custom_module``.
+  That registration is not saved with the adapter: load with
+  :func:`load_peft_adapter`, which registers it again.
+
+Batch normalisation (``LoraSettings.train_batchnorm``)
+------------------------------------------------------
+``False`` (default): BN scale/shift are frozen and every BatchNorm2d becomes a
+:class:`FrozenStatsBatchNorm2d`, which stays in eval mode even under
+``model.train()``: it normalises with the pretrained running statistics and
+never updates them. The adapted network is then exactly "pretrained network +
+low-rank deltas", and the adapter file alone reproduces it.
+``True``: BN scale/shift are trained and running statistics are updated in
+training mode (usual BatchNorm behaviour); they become part of the adapter
+(peft: ``modules_to_save``; from scratch: :func:`lora_state_dict`).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+from torch import nn
+
+from fwi_teach.models import INVERSIONNET_BLOCKS, count_parameters
+
+__all__ = [
+    "LoRAConv2d", "LoRAConvTranspose2d", "FrozenStatsBatchNorm2d", "LoraSettings", "apply_lora",
+    "set_lora_train_mode", "merge_lora", "lora_state_dict", "trainable_parameter_report",
+    "peft_lora_config", "apply_peft_lora", "load_peft_adapter", "peft_conv_transpose_class",
+]
+
+_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+def _check_rank_dropout(rank, dropout) -> None:
+    if int(rank) < 1:
+        raise ValueError(f"rank={rank}; expected a positive integer such as 4, 8 or 16")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout={dropout}; expected a probability in [0, 1)")
+
+
+class _LoRAConvBase(nn.Module):
+    """Shared logic of the from-scratch LoRA conv layers (frozen ``base`` + ``lora_A`` + ``lora_B``)."""
+
+    def __init__(self, base: nn.Module, rank: int, alpha: float, dropout: float, base_type: type):
+        super().__init__()
+        if type(base) is not base_type:
+            raise TypeError(f"base is a {type(base).__name__}; {type(self).__name__} wraps an nn.{base_type.__name__}")
+        _check_rank_dropout(rank, dropout)
+        if base.groups != 1:
+            raise ValueError(f"base has groups={base.groups}; LoRA here supports only groups=1 convolutions")
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.rank, self.alpha, self.scaling = int(rank), float(alpha), float(alpha) / int(rank)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+
+    def _init_adapters(self) -> None:
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))  # PyTorch's default conv init
+        nn.init.zeros_(self.lora_B.weight)  # B = 0: output equals the base at initialisation
+
+    def delta_weight(self) -> torch.Tensor:
+        """Weight update ``scaling * B A`` in the base layer's weight layout."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged:
+            return out
+        return out + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the low-rank delta into the base weight (faster inference, same output)."""
+        if self.merged:
+            raise RuntimeError("adapter already merged; call unmerge() first")
+        self.base.weight += self.delta_weight().to(self.base.weight.dtype)
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Subtract the delta again, restoring the pretrained base weight (up to rounding)."""
+        if not self.merged:
+            raise RuntimeError("adapter is not merged; nothing to unmerge")
+        self.base.weight -= self.delta_weight().to(self.base.weight.dtype)
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
+
+
+class LoRAConv2d(_LoRAConvBase):
+    """LoRA around a frozen ``nn.Conv2d`` (weight layout ``(out, in, kh, kw)``).
+
+    Parameters
+    ----------
+    base : nn.Conv2d
+        Pretrained layer; frozen in place.
+    rank : int
+        Rank r of the update; ``lora_A`` has r output channels.
+    alpha : float
+        The update is scaled by ``alpha / rank``.
+    dropout : float, default 0.0
+        Dropout applied to the input of the adapter branch only.
+    """
+
+    def __init__(self, base: nn.Conv2d, rank: int, alpha: float, dropout: float = 0.0):
+        super().__init__(base, rank, alpha, dropout, nn.Conv2d)
+        self.lora_A = nn.Conv2d(base.in_channels, self.rank, base.kernel_size, base.stride, base.padding,
+                                dilation=base.dilation, padding_mode=base.padding_mode, bias=False)
+        self.lora_B = nn.Conv2d(self.rank, base.out_channels, 1, bias=False)
+        self._init_adapters()
+
+    def delta_weight(self) -> torch.Tensor:
+        # B(A(x)): out[o] = sum_r B[o, r] (A[r] * x), so delta[o, i] = sum_r B[o, r] A[r, i].
+        return torch.einsum("or,rihw->oihw", self.lora_B.weight[:, :, 0, 0], self.lora_A.weight) * self.scaling
+
+
+class LoRAConvTranspose2d(_LoRAConvBase):
+    """LoRA around a frozen ``nn.ConvTranspose2d`` (weight layout ``(in, out, kh, kw)``).
+
+    ``lora_A`` is a transposed convolution ``in -> rank`` with the base kernel,
+    stride, padding and output padding; ``lora_B`` a 1 x 1 transposed convolution
+    ``rank -> out`` (weight ``(rank, out, 1, 1)``). Parameters as :class:`LoRAConv2d`.
+    """
+
+    def __init__(self, base: nn.ConvTranspose2d, rank: int, alpha: float, dropout: float = 0.0):
+        super().__init__(base, rank, alpha, dropout, nn.ConvTranspose2d)
+        self.lora_A = nn.ConvTranspose2d(base.in_channels, self.rank, base.kernel_size, base.stride,
+                                         base.padding, output_padding=base.output_padding,
+                                         dilation=base.dilation, bias=False)
+        self.lora_B = nn.ConvTranspose2d(self.rank, base.out_channels, 1, bias=False)
+        self._init_adapters()
+
+    def delta_weight(self) -> torch.Tensor:
+        # Transposed layout: delta[i, o] = sum_r A[i, r] B[r, o], a matrix product over the rank axis.
+        return torch.einsum("irhw,ro->iohw", self.lora_A.weight, self.lora_B.weight[:, :, 0, 0]) * self.scaling
+
+
+class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that always normalises with its stored running statistics (stays in eval mode)."""
+
+    def train(self, mode: bool = True) -> "FrozenStatsBatchNorm2d":
+        return super().train(False)
+
+
+@dataclass
+class LoraSettings:
+    """What to adapt and how.
+
+    Attributes
+    ----------
+    rank : int, default 16
+    alpha : float, default 16.0
+        Scaling is ``alpha / rank`` (1.0 at the defaults).
+    dropout : float, default 0.0
+    target : str or sequence of str, default "all"
+        ``"all"`` (every Conv2d and ConvTranspose2d), ``"encoder"`` (``convblock*``),
+        ``"decoder"`` (``deconv*``), or names of blocks (``"convblock8"``) or of
+        conv modules (``"deconv1_1.layers.0"``).
+    train_batchnorm : bool, default False
+        See the module docstring.
+    bias : {"none", "all", "lora_only"}, default "none"
+        ``"all"``: every parameter called ``bias`` is trained (conv biases and BN
+        shifts); ``"lora_only"``: the biases of the adapted convolutions.
+    """
+
+    rank: int = 16
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target: Union[str, Sequence[str]] = "all"
+    train_batchnorm: bool = False
+    bias: str = "none"
+
+    def __post_init__(self):
+        _check_rank_dropout(self.rank, self.dropout)
+        if not self.alpha > 0:
+            raise ValueError(f"alpha={self.alpha}; expected a positive number (the scaling is alpha / rank)")
+        if self.bias not in ("none", "all", "lora_only"):
+            raise ValueError(f"bias={self.bias!r}; expected 'none', 'all' or 'lora_only'")
+        if isinstance(self.target, str) and self.target not in ("all", "encoder", "decoder"):
+            self.target = (self.target,)
+
+
+def _target_names(model: nn.Module, target) -> list[str]:
+    """Full names of the Conv2d / ConvTranspose2d modules selected by ``target``."""
+    convs = [n for n, m in model.named_modules() if type(m) in _CONVS and ".lora_" not in n
+             and not n.endswith(".base") and "base_layer" not in n]
+    if target == "all":
+        chosen = convs
+    elif target in ("encoder", "decoder"):
+        prefix = "convblock" if target == "encoder" else "deconv"
+        chosen = [n for n in convs if n.startswith(prefix)]
+    else:
+        chosen = []
+        for entry in target:
+            hits = [n for n in convs if n == entry or n.startswith(entry + ".")]
+            if not hits:
+                blocks = sorted({n.split(".")[0] for n in convs})
+                raise ValueError(f"LoRA target {entry!r} matches no convolution; use 'all', 'encoder', "
+                                 f"'decoder' or block names such as {blocks[:4]} (all: {blocks})")
+            chosen += [n for n in hits if n not in chosen]
+    if not chosen:
+        raise ValueError(f"LoRA target {target!r} selects no Conv2d/ConvTranspose2d in this model")
+    return chosen
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def _freeze_batchnorm_stats(model: nn.Module) -> None:
+    for m in model.modules():
+        if type(m) is nn.BatchNorm2d:
+            m.__class__ = FrozenStatsBatchNorm2d
+            m.eval()
+
+
+def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> nn.Module:
+    """Add from-scratch LoRA adapters to ``model`` in place and freeze everything else.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Usually a pretrained :class:`~fwi_teach.models.InversionNet`.
+    settings : LoraSettings, optional
+        Defaults to ``LoraSettings()`` (rank 16 on every convolution).
+
+    Returns
+    -------
+    nn.Module
+        ``model``; only adapter weights (plus biases / BN per ``settings``) are trainable.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` already has LoRA layers or ``settings.target`` matches nothing.
+    """
+    settings = settings or LoraSettings()
+    if any(isinstance(m, _LoRAConvBase) for m in model.modules()):
+        raise ValueError("model already has LoRA layers; apply_lora once to a fresh pretrained model")
+    names = _target_names(model, settings.target)
+    model.requires_grad_(False)
+    for name in names:
+        base = model.get_submodule(name)
+        cls = LoRAConv2d if type(base) is nn.Conv2d else LoRAConvTranspose2d
+        _set_submodule(model, name, cls(base, settings.rank, settings.alpha, settings.dropout))
+        if settings.bias == "lora_only" and base.bias is not None:
+            base.bias.requires_grad_(True)
+    if settings.bias == "all":
+        for pname, p in model.named_parameters():
+            if pname.endswith("bias"):
+                p.requires_grad_(True)
+    for m in model.modules():
+        if isinstance(m, _LoRAConvBase):
+            m.lora_A.requires_grad_(True)
+            m.lora_B.requires_grad_(True)
+        elif isinstance(m, nn.BatchNorm2d) and settings.train_batchnorm:
+            m.requires_grad_(True)
+    if not settings.train_batchnorm:
+        _freeze_batchnorm_stats(model)
+    return model
+
+
+def set_lora_train_mode(model: nn.Module, mode: bool = True) -> nn.Module:
+    """``model.train(mode)``, then put every BatchNorm whose parameters are all frozen in eval mode.
+
+    :func:`apply_lora` already makes frozen BN layers ignore ``train()``; this
+    helper also covers models whose BN layers were frozen by hand.
+    """
+    model.train(mode)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            params = list(m.parameters())
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
+    return model
+
+
+@torch.no_grad()
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Replace every from-scratch LoRA layer by its base layer with the delta merged in, in place.
+
+    The result is a plain network again: original module names (its
+    ``state_dict()`` loads into a plain InversionNet), ordinary BatchNorm2d
+    layers and all parameters trainable.
+    """
+    for name, m in list(model.named_modules()):
+        if isinstance(m, _LoRAConvBase):
+            if not m.merged:
+                m.merge()
+            _set_submodule(model, name, m.base)
+    for m in model.modules():
+        if type(m) is FrozenStatsBatchNorm2d:
+            m.__class__ = nn.BatchNorm2d
+    return model.requires_grad_(True)
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Everything fine-tuning changed: trainable parameters, plus running statistics of trainable BN layers.
+
+    Load it back with ``model.load_state_dict(sd, strict=False)`` into a model
+    prepared by :func:`apply_lora` with the same settings.
+    """
+    out = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.BatchNorm2d) and any(p.requires_grad for p in m.parameters()):
+            for b, t in m.named_buffers():
+                out[f"{name}.{b}"] = t.detach().clone()
+    return out
+
+
+def trainable_parameter_report(model: nn.Module, base_model: nn.Module | None = None) -> dict:
+    """Trainable parameters of an adapted model compared with full fine-tuning.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Model after :func:`apply_lora` or :func:`apply_peft_lora`.
+    base_model : nn.Module, optional
+        The un-adapted model; its parameter count is the full fine-tuning
+        figure. Without it, all parameters of ``model`` that are not adapter
+        weights (names without ``lora_``, peft copies in ``modules_to_save`` excluded) are counted.
+
+    Returns
+    -------
+    dict
+        ``trainable``, ``lora`` (adapter weights), ``other_trainable``, ``total``,
+        ``full_finetune``, ``percent_of_full`` and ``reduction_percent``.
+    """
+    named = list(model.named_parameters())
+    lora = sum(p.numel() for n, p in named if "lora_" in n)
+    trainable = count_parameters(model, trainable_only=True)
+    total = count_parameters(model, trainable_only=False)
+    if base_model is not None:
+        full = count_parameters(base_model, trainable_only=False)
+    else:
+        full = sum(p.numel() for n, p in named if "lora_" not in n and "modules_to_save" not in n)
+    pct = 100.0 * trainable / full
+    return {"trainable": trainable, "lora": lora, "other_trainable": trainable - lora, "total": total,
+            "full_finetune": full, "percent_of_full": pct, "reduction_percent": 100.0 - pct}
+
+
+# ----------------------------------------------------------------------------------------- peft
+@functools.lru_cache(maxsize=None)
+def peft_conv_transpose_class() -> type:
+    """The peft LoRA layer class for ``nn.ConvTranspose2d`` (built on first use; imports peft).
+
+    It reuses peft's ``_ConvNd`` LoRA layer, which already builds ``lora_A`` and
+    ``lora_B`` as layers of the base type (here ConvTranspose2d, with kernel,
+    stride and padding of the base, and 1 x 1) and handles forward, merge and
+    unmerge; only the channel bookkeeping and the delta-weight formula need the
+    transposed layout ``(in, out, kh, kw)``.
+    """
+    from peft.tuners.lora.layer import _ConvNd
+
+    class PeftLoraConvTranspose2d(_ConvNd):
+        def __init__(self, base_layer, adapter_name, config, r=0, lora_alpha=1, **kwargs):
+            base = base_layer.get_base_layer() if hasattr(base_layer, "get_base_layer") else base_layer
+            if base.groups != 1:
+                raise ValueError(f"ConvTranspose2d with groups={base.groups} is not supported by this LoRA layer")
+            super().__init__(base_layer, adapter_name, config=config, r=r, lora_alpha=lora_alpha, **kwargs)
+
+        def _get_in_out_features(self, module):
+            return module.in_channels, module.out_channels
+
+        @property
+        def lora_variants(self):
+            return {(): None}  # plain LoRA only (no DoRA)
+
+        def update_layer(self, adapter_name, r, lora_alpha, config, **kwargs):
+            super().update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, **kwargs)
+            base = self.get_base_layer()
+            self.lora_A[adapter_name].output_padding = base.output_padding
+            self.lora_A[adapter_name].dilation = base.dilation
+
+        def get_delta_weight(self, adapter) -> torch.Tensor:
+            a = self.lora_A[adapter].weight
+            b = self.lora_B[adapter].weight[:, :, 0, 0]
+            return torch.einsum("irhw,ro->iohw", a, b) * self.scaling[adapter]
+
+        def __repr__(self) -> str:
+            return "lora.ConvTranspose2d(" + super().__repr__().split("(", 1)[1]
+
+    # Make the class importable (and picklable) as fwi_teach.lora.PeftLoraConvTranspose2d.
+    PeftLoraConvTranspose2d.__qualname__ = "PeftLoraConvTranspose2d"
+    PeftLoraConvTranspose2d.__module__ = __name__
+    return PeftLoraConvTranspose2d
+
+
+def __getattr__(name: str):
+    # Lazy module attribute (PEP 562): importing fwi_teach.lora does not import peft.
+    if name == "PeftLoraConvTranspose2d":
+        return peft_conv_transpose_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _peft_target(settings: LoraSettings, model: nn.Module | None):
+    if model is not None:
+        return _target_names(model, settings.target)
+    blocks = [b for b in INVERSIONNET_BLOCKS if settings.target == "all" or
+              (settings.target == "encoder" and b.startswith("convblock")) or
+              (settings.target == "decoder" and b.startswith("deconv"))]
+    if settings.target in ("all", "encoder", "decoder"):
+        return [f"{b}.layers.0" for b in blocks]
+    alternatives = "|".join(re.escape(t) for t in settings.target)
+    return rf"^(?:{alternatives})(?:\.layers\.0)?$"  # peft full-matches a string target as a regex
+
+
+def peft_lora_config(settings: LoraSettings | None = None, model: nn.Module | None = None):
+    """A ``peft.LoraConfig`` equivalent to ``settings``, with the ConvTranspose2d layer registered.
+
+    Parameters
+    ----------
+    settings : LoraSettings, optional
+        Defaults to ``LoraSettings()``.
+    model : nn.Module, optional
+        If given, target names are resolved on it (any model); otherwise
+        InversionNet's module names are assumed.
+
+    Returns
+    -------
+    peft.LoraConfig
+    """
+    from peft import LoraConfig
+
+    settings = settings or LoraSettings()
+    bn_names = None
+    if settings.train_batchnorm:
+        bn_names = ([n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)] if model is not None
+                    else [f"{b}.layers.1" for b in INVERSIONNET_BLOCKS])
+    config = LoraConfig(r=int(settings.rank), lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=_peft_target(settings, model), bias=settings.bias,
+                        modules_to_save=bn_names)
+    config._register_custom_module({nn.ConvTranspose2d: peft_conv_transpose_class()})
+    return config
+
+
+def apply_peft_lora(model: nn.Module, settings: LoraSettings | None = None):
+    """Wrap ``model`` with peft LoRA on every selected Conv2d and ConvTranspose2d.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Pretrained model; modified in place (peft injects its layers).
+    settings : LoraSettings, optional
+        Same meaning as for :func:`apply_lora`.
+
+    Returns
+    -------
+    peft.PeftModel
+        Save the adapter with ``.save_pretrained(dir)``; reload it with :func:`load_peft_adapter`.
+        With ``train_batchnorm=False`` the BN layers become :class:`FrozenStatsBatchNorm2d`.
+    """
+    from peft import get_peft_model
+
+    settings = settings or LoraSettings()
+    config = peft_lora_config(settings, model)
+    if not settings.train_batchnorm:
+        _freeze_batchnorm_stats(model)
+    return get_peft_model(model, config)
+
+
+def load_peft_adapter(base_model: nn.Module, path: str | os.PathLike, is_trainable: bool = False):
+    """Load an adapter saved by ``PeftModel.save_pretrained`` onto ``base_model``.
+
+    Re-registers the ConvTranspose2d LoRA layer (peft does not save that
+    registration) and calls ``PeftModel.from_pretrained``. ``base_model`` must
+    hold exactly the pretrained weights the adapter was trained on. If the
+    adapter was trained with frozen BatchNorm (no ``modules_to_save``), the BN
+    layers of ``base_model`` become :class:`FrozenStatsBatchNorm2d` (same weights).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` has no ``adapter_config.json``.
+    """
+    from peft import LoraConfig, PeftModel
+
+    if not os.path.isfile(os.path.join(os.fspath(path), "adapter_config.json")):
+        raise FileNotFoundError(f"{os.fspath(path)!r} has no adapter_config.json; pass the directory given "
+                                f"to save_pretrained()")
+    config = LoraConfig.from_pretrained(os.fspath(path))
+    config._register_custom_module({nn.ConvTranspose2d: peft_conv_transpose_class()})
+    if not config.modules_to_save:
+        _freeze_batchnorm_stats(base_model)
+    return PeftModel.from_pretrained(base_model, os.fspath(path), config=config, is_trainable=is_trainable)
