@@ -339,6 +339,36 @@ def _segment_no_grad(pp, p, coef_a, coef_b, coef_r, src_amp, wav, src_index, rec
     return pp, p, records
 
 
+def _step_fused(p, pp, coef_a, coef_b, coef_r):
+    """One time step as a pure function of halo-padded fields, for torch.compile."""
+    h = _HALO
+    c = p[..., h:-h, h:-h]
+    s1 = p[..., h - 1:-h - 1, h:-h] + p[..., h + 1:p.shape[-2] - h + 1, h:-h] + p[..., h:-h, h - 1:-h - 1] \
+        + p[..., h:-h, h + 1:p.shape[-1] - h + 1]
+    s2 = p[..., :-2 * h, h:-h] + p[..., 2 * h:, h:-h] + p[..., h:-h, :-2 * h] + p[..., h:-h, 2 * h:]
+    new = coef_a * c - coef_b * pp[..., h:-h, h:-h] + coef_r * (s1 + (FD_COEFFS[2] / FD_COEFFS[1]) * s2)
+    return F.pad(new, (h, h, h, h))
+
+
+_COMPILED: dict = {}
+
+
+def _segment_compiled(pp, p, coef_a, coef_b, coef_r, src_amp, wav, src_index, rec_idx):
+    """:func:`_segment_no_grad` with the stencil update fused by ``torch.compile``."""
+    if "step" not in _COMPILED:
+        _COMPILED["step"] = torch.compile(_step_fused, dynamic=False)
+    step = _COMPILED["step"]
+    n, s, hh, ww = p.shape
+    records = torch.empty((n, s, len(wav), rec_idx.numel()), dtype=p.dtype, device=p.device)
+    for it, w_t in enumerate(wav):
+        new = step(p, pp, coef_a, coef_b, coef_r)
+        flat = new.view(n, s, hh * ww)
+        flat.index_put_(src_index, src_amp * w_t, accumulate=True)
+        records[:, :, it] = flat[:, :, rec_idx]
+        pp, p = p, new
+    return pp, p, records
+
+
 def _coefficients(vp: torch.Tensor, damping: torch.Tensor, acq: Acquisition, kind: str):
     """Update coefficients (a, b, r') with ``p+ = a p - b p- + r' (S1 + c S2)``."""
     r = (vp * (acq.dt_s / acq.dx_m)) ** 2
@@ -353,7 +383,7 @@ def _coefficients(vp: torch.Tensor, damping: torch.Tensor, acq: Acquisition, kin
 def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str = "thin", *,
              wavelet=None, device=None, batch_size: int | None = None,
              checkpoint_steps: int | None = None, boundary_velocity_mps: float | None = None,
-             progress: bool = False):
+             compile: bool = False, progress: bool = False):
     """Model shot gathers for one or many velocity models.
 
     Parameters
@@ -380,6 +410,12 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
         minimum (``"openfwi"``, as OpenFWI) or maximum (``"thin"``); autograd
         treats it as a constant. Pass a number to make the forward map exactly
         the function that autograd differentiates (as :func:`fwi` does).
+    compile : bool
+        Fuse the time step with ``torch.compile`` (no-gradient runs only). About
+        3x faster on CPU once compiled, but the first call for each new shape
+        compiles for 20-60 s and needs a C++ compiler; if compilation fails
+        the eager path is used with a warning. Worth it for data generation.
+        Results agree with the eager path to float32 rounding.
     progress : bool
         Show a progress bar over models.
 
@@ -453,6 +489,15 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
             args = (pp, p, coef_a, coef_b, coef_r, src_amp, wav[t0:t0 + seg], src_index, rec_flat[halo])
             if needs_grad:
                 pp, p, rec = checkpoint(_segment, *args, use_reentrant=False)
+            elif compile:
+                try:
+                    pp, p, rec = _segment_compiled(*args)
+                except Exception as exc:  # no compiler, unsupported platform...
+                    import warnings
+
+                    warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); using the eager path", stacklevel=2)
+                    compile = False
+                    pp, p, rec = _segment_no_grad(*args)
             else:
                 pp, p, rec = _segment_no_grad(*args)
             pieces.append(rec)

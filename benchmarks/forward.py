@@ -1,0 +1,148 @@
+"""Forward-modelling benchmark: throughput, boundary accuracy, data range, generation time.
+
+Prints, in one run on the same OpenFWI-style models:
+
+1. samples per second of ``fwi_teach.physics.simulate`` with both boundaries and of
+   ``deepwave.scalar`` at matching settings (same grid, survey, wavelet, 4th-order
+   space, 1 ms steps) -- target: the thin boundary at least half of deepwave's rate;
+2. how far each boundary's records are from a reflection-free reference (the model
+   padded by 230 cells), and from each other -- the figure quoted in the docs;
+3. min / max of simulated records per family next to OpenFWI's published
+   ``data_min`` / ``data_max`` (target: within 20 %);
+4. the time to generate a 500-sample set of one family on disk with the thin boundary
+   (target: under 5 minutes on 2 CPU cores).
+
+Usage::
+
+    python benchmarks/forward.py            # full run (about 10 minutes on 2 CPU cores)
+    python benchmarks/forward.py --quick    # fewer models; generation time extrapolated
+    python benchmarks/forward.py --device cuda
+
+deepwave is a test/benchmark dependency only (``pip install -e ".[test]"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from fwi_teach.data import FAMILIES, generate_dataset, velocity_models
+from fwi_teach.data.normalize import DATA_BOUNDS
+from fwi_teach.physics import Acquisition, simulate
+
+
+def _rate(fn, n_samples: int) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return n_samples / (time.perf_counter() - t0), out
+
+
+def _deepwave_records(v: np.ndarray, acq: Acquisition, device) -> np.ndarray:
+    """All models in one deepwave call: each model's shots become deepwave shots."""
+    import deepwave
+
+    n = v.shape[0]
+    s = acq.n_shots
+    vt = torch.as_tensor(v[:, 0] if v.ndim == 4 else v, device=device).repeat_interleave(s, dim=0)
+    src = torch.tensor(acq.source_locations, device=device).view(1, s, 1, 2).expand(n, s, 1, 2).reshape(n * s, 1, 2)
+    rec = torch.tensor(acq.receiver_locations, device=device)[None].expand(n * s, acq.n_receivers, 2).contiguous()
+    w = torch.as_tensor(acq.wavelet(), device=device).view(1, 1, -1).expand(n * s, 1, acq.nt).contiguous()
+    out = deepwave.scalar(vt, acq.dx_m, acq.dt_s, source_amplitudes=w, source_locations=src.contiguous(),
+                          receiver_locations=rec, accuracy=4, pml_width=20, pml_freq=acq.freq_hz,
+                          max_vel=4500.0, courant_number=0.85)
+    return out.receiver_amplitudes.view(n, s, acq.n_receivers, acq.nt).transpose(2, 3).cpu().numpy()
+
+
+def throughput(models: np.ndarray, device, n_openfwi: int) -> None:
+    acq = Acquisition.openfwi()
+    n = models.shape[0]
+    print(f"\n== 1. throughput on {n} models (OpenFWI survey: 5 shots x 1000 steps, 70 x 70), device {device} ==")
+    simulate(models[:1], acq, device=device)  # warm-up
+    rate_thin, thin = _rate(lambda: simulate(models, acq, boundary="thin", device=device), n)
+    rate_ofwi, ofwi = _rate(lambda: simulate(models[:n_openfwi], acq, boundary="openfwi", device=device), n_openfwi)
+    try:
+        _deepwave_records(models[:1], acq, device)  # warm-up
+        rate_dw, dw = _rate(lambda: _deepwave_records(models, acq, device), n)
+    except ImportError:
+        rate_dw, dw = float("nan"), None
+    print(f"simulate, boundary='thin'    : {rate_thin:8.2f} samples/s  ({1 / rate_thin:.3f} s per sample)")
+    print(f"simulate, boundary='openfwi' : {rate_ofwi:8.2f} samples/s  ({1 / rate_ofwi:.3f} s per sample, {n_openfwi} models)")
+    print(f"deepwave.scalar (pml 20)     : {rate_dw:8.2f} samples/s  ({1 / rate_dw:.3f} s per sample)")
+    ratio = rate_thin / rate_dw
+    print(f"thin / deepwave throughput   : {ratio:.2f}  (target >= 0.5: {'PASS' if ratio >= 0.5 else 'FAIL'})")
+    if device.type == "cuda":
+        print(f"thin boundary on GPU         : {rate_thin * 60:.0f} samples per minute")
+    if dw is not None:
+        # deepwave injects with another scale and the opposite sign: compare shapes with a fitted scale
+        a, b = thin.ravel(), dw.ravel()
+        scale = float(a @ b / (b @ b))
+        rel = np.linalg.norm(a - scale * b) / np.linalg.norm(a)
+        print(f"waveform check vs deepwave   : fitted scale {scale:.3g}, relative L2 difference {rel:.3f}")
+    rel_b = np.linalg.norm(thin[:n_openfwi] - ofwi) / np.linalg.norm(ofwi)
+    print(f"thin vs openfwi records      : relative L2 difference {rel_b:.4f}")
+
+
+def boundary_accuracy() -> None:
+    print("\n== 2. absorbing boundaries against a reflection-free reference (layered model) ==")
+    v = np.full((70, 70), 1500.0, np.float32)
+    for z, val in ((15, 2000), (30, 2600), (45, 3300), (58, 4200)):
+        v[z:] = val
+    pad = 230  # waves need > 1 s to reach the padded edge and come back
+    acq = Acquisition.openfwi()
+    big = Acquisition(tuple((r + pad, c + pad) for r, c in acq.source_locations),
+                      tuple((r + pad, c + pad) for r, c in acq.receiver_locations))
+    ref = simulate(np.pad(v, pad, mode="edge"), big)
+    for boundary in ("openfwi", "thin"):
+        d = simulate(v, acq, boundary=boundary)
+        print(f"{boundary:>8}: relative L2 difference from the reference {np.linalg.norm(d - ref) / np.linalg.norm(ref):.4f}")
+
+
+def data_range(n_per_family: int, device) -> None:
+    print(f"\n== 3. record range vs OpenFWI's published bounds ({n_per_family} models per family, thin boundary) ==")
+    print(f"{'family':<14}{'min':>9}{'pub. min':>10}{'max':>9}{'pub. max':>10}   within 20 %")
+    for fam in FAMILIES:
+        d = simulate(velocity_models(fam, n_per_family, seed=123), device=device)
+        lo, hi = DATA_BOUNDS[fam]
+        ok = abs(d.min() - lo) <= 0.2 * abs(lo) and abs(d.max() - hi) <= 0.2 * abs(hi)
+        print(f"{fam:<14}{d.min():9.2f}{lo:10.2f}{d.max():9.2f}{hi:10.2f}   {'yes' if ok else 'NO'}")
+
+
+def generation_time(n: int, device) -> None:
+    print(f"\n== 4. generating a set of one family on disk (thin boundary, {n} samples) ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        generate_dataset("curvefault-a", f"{tmp}/cfa", n_train=n, n_val=0, samples_per_file=min(n, 500),
+                         device=device, progress=False)
+        dt = time.perf_counter() - t0
+    est = dt * 500 / n
+    label = "measured" if n == 500 else f"extrapolated from {n}"
+    print(f"{n} samples in {dt:.1f} s; 500 samples: {est / 60:.2f} min ({label}); target < 5 min: "
+          f"{'PASS' if est < 300 else 'FAIL'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer models; extrapolate the generation time")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}")
+    n = 8 if args.quick else 32
+    if device.type == "cuda":
+        n *= 16
+    models = np.concatenate([velocity_models(f, n // 4, seed=7) for f in ("flatvel-a", "curvevel-b", "flatfault-b", "style-a")])
+    throughput(models, device, n_openfwi=max(2, n // 8))
+    boundary_accuracy()
+    data_range(4 if args.quick else 16, device)
+    generation_time(50 if args.quick else 500, device)
+
+
+if __name__ == "__main__":
+    main()
