@@ -1,0 +1,193 @@
+"""Training benchmark: FFT vs LoRA throughput and memory, and the overhead of ``fit``.
+
+Prints, in one run, for the full-size InversionNet (width 1.0, input 1000 x 70,
+24.4 M parameters) on synthetic in-memory tensors (``TensorDataset``, so data
+loading is not measured):
+
+1. samples/s, seconds per step and peak memory of full fine-tuning (FFT) and of
+   LoRA (``apply_lora`` with ``LoraSettings(rank=16)``) at two batch sizes, on
+   the CPU and, when one is present, on the GPU. Each configuration runs in a
+   fresh process (so the resident-memory figure is not flattered by memory an
+   earlier run left behind) for two epochs of ``--steps`` steps; throughput is
+   taken from the second, warm epoch. Memory columns: ``peak`` is
+   ``TrainResult.peak_memory_mb`` (CUDA allocator peak on GPU; on CPU the tensor
+   account: parameters + gradients + optimizer state + saved activations +
+   batch), then that account's parts, then ``rss+``, the rise of the process's
+   resident memory during ``fit``.
+2. the overhead of :func:`fwi_teach.training.fit` against a bare PyTorch loop
+   (same model, data, batch size and number of steps; AdamW + L1), alternating
+   the two (3 runs each, 2 with ``--quick``); every run's wall time is printed
+   and the overhead is given fastest-vs-fastest and median-vs-median. Target:
+   under 10 %. On a busy shared machine the run-to-run spread can exceed that;
+   the load average is printed with the results.
+
+Usage::
+
+    python benchmarks/training.py            # batch 8 and 32 (about 4 min on 2 idle CPU cores)
+    python benchmarks/training.py --quick    # batch 4 and 8, shorter overhead check (about 1.5 min)
+    python benchmarks/training.py --devices cpu --batch-sizes 8 32 --steps 3
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from fwi_teach.lora import LoraSettings, apply_lora  # noqa: E402
+from fwi_teach.models import InversionNet  # noqa: E402
+from fwi_teach.training import TrainConfig, fit  # noqa: E402
+
+
+def _data(n: int, seed: int = 0) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 5, 1000, 70, generator=g)
+    y = torch.tanh(torch.randn(n, 1, 70, 70, generator=g))
+    return TensorDataset(x, y)
+
+
+def _model(method: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = InversionNet()
+    if method == "lora":
+        apply_lora(model, LoraSettings(rank=16))
+    return model
+
+
+def worker_config(device: str, method: str, batch: int, steps: int) -> dict:
+    """One FFT or LoRA configuration: 2 epochs of ``steps`` steps; throughput from epoch 2."""
+    data = _data(batch * steps)
+    model = _model(method)
+    res = fit(model, data, config=TrainConfig(epochs=2, batch_size=batch, device=device, progress=False))
+    warm = res.history[-1]
+    return {"device": device, "method": method, "batch": batch, "trainable": res.trainable_params,
+            "total": res.total_params, "samples_per_s": warm["samples"] / warm["train_time_s"],
+            "s_per_step": warm["train_time_s"] / warm["steps"], "peak_mb": res.peak_memory_mb,
+            "memory_kind": res.memory_kind, "breakdown": res.memory_breakdown_mb, "rss_mb": res.rss_peak_delta_mb,
+            "amp": res.amp}
+
+
+def _bare_loop(model, data, batch: int, device: torch.device) -> None:
+    """The plainest correct training loop."""
+    model.to(device).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=1e-4)
+    for x, y in DataLoader(data, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0)):
+        x, y = x.to(device), y.to(device)
+        loss = F.l1_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of ``fn()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu  # CPU time is kept in the JSON only
+
+
+def worker_overhead(device: str, batch: int, steps: int, repeats: int) -> dict:
+    """fit vs the bare loop, alternating, fastest of ``repeats`` each (FFT, amp off for a like-for-like loop)."""
+    dev = torch.device(device)
+    data = _data(batch * steps)
+    initial = _model("fft")
+    _bare_loop(copy.deepcopy(initial), TensorDataset(*data[:batch]), batch, dev)  # warm-up step
+    cfg = TrainConfig(epochs=1, batch_size=batch, device=device, amp="off", progress=False)
+    bare, fitted = [], []
+    for i in range(2 * repeats):  # bare, fit, fit, bare, bare, fit, ...: neither always goes first
+        model = copy.deepcopy(initial)
+        if (i % 2 == 0) == (i % 4 < 2):
+            bare.append(_timed(lambda: _bare_loop(model, data, batch, dev)))
+        else:
+            fitted.append(_timed(lambda: fit(model, data, config=cfg)))
+        del model
+    return {"device": device, "batch": batch, "steps": steps, "bare": bare, "fit": fitted}
+
+
+def _run_worker(args: list[str]) -> dict:
+    cmd = [sys.executable, __file__, "--worker", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _load() -> str:
+    try:
+        return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    except OSError:
+        return f"{os.cpu_count()} CPUs"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 4 and 8, overhead check 2 x 2 runs")
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
+    parser.add_argument("--batch-sizes", nargs=2, type=int, default=None, help="default: 8 32 (quick: 4 8)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default 1)")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        kind, device, *rest = args.worker
+        if kind == "config":  # config DEVICE METHOD BATCH STEPS
+            out = worker_config(device, rest[0], int(rest[1]), int(rest[2]))
+        else:  # overhead DEVICE BATCH STEPS REPEATS
+            out = worker_overhead(device, *(int(v) for v in rest))
+        print(json.dumps(out))
+        return
+
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    batches = args.batch_sizes or ([4, 8] if args.quick else [8, 32])
+    steps = args.steps or 1
+    print(f"InversionNet width 1.0, input (5, 1000, 70); synthetic TensorDataset; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads; {steps} step(s) per epoch, throughput from the warm 2nd epoch")
+    print(f"{_load()} (timings on a shared machine move with its load)")
+    header = (f"{'device':6} {'method':6} {'batch':>5} {'trainable':>11} {'samples/s':>9} {'s/step':>7} "
+              f"{'peak MB':>8}  {'params':>6} {'grads':>6} {'optim':>6} {'activ':>7} {'batch':>6} {'rss+ MB':>8}")
+    print(header)
+    print("-" * len(header))
+    t_start = time.perf_counter()
+    for device in devices:
+        for batch in batches:
+            for method in ("fft", "lora"):
+                r = _run_worker(["config", device, method, str(batch), str(steps)])
+                b = r["breakdown"]
+                print(f"{device:6} {method:6} {batch:5d} {r['trainable']:11,d} {r['samples_per_s']:9.2f} "
+                      f"{r['s_per_step']:7.2f} {r['peak_mb']:8.0f}  {b['parameters_and_buffers']:6.0f} "
+                      f"{b['gradients']:6.0f} {b['optimizer_state']:6.0f} {b['saved_activations']:7.0f} "
+                      f"{b['batch']:6.0f} {r['rss_mb']:8.0f}", flush=True)
+        if device == "cuda":
+            print("  (cuda: peak MB = torch.cuda.max_memory_allocated; amp as TrainConfig(amp='auto'))")
+    print("  peak MB on cpu = tensor account (params + grads + optim + activ + batch); rss+ = resident-memory rise")
+
+    batch = batches[0]
+    over_steps = 2
+    for device in devices:
+        r = _run_worker(["overhead", device, str(batch), str(over_steps), "2" if args.quick else "3"])
+        bare, fitted = sorted(t[0] for t in r["bare"]), sorted(t[0] for t in r["fit"])
+        print(f"\nfit vs bare loop ({device}, FFT, batch {batch}, {over_steps} steps, {len(bare)} alternating runs "
+              f"each; target < 10 %):")
+        print(f"  bare loop wall s: {' '.join(f'{t:.2f}' for t in bare)}   fit wall s: "
+              f"{' '.join(f'{t:.2f}' for t in fitted)}")
+        print(f"  overhead: fastest vs fastest {100 * (fitted[0] - bare[0]) / bare[0]:+.1f} %, median vs median "
+              f"{100 * (statistics.median(fitted) - statistics.median(bare)) / statistics.median(bare):+.1f} %")
+    print(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s; {_load()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Tests for fwi_teach.training: fit / evaluate / predict, checkpoints, resume, determinism, LoRA, memory."""
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset, TensorDataset
+
+from fwi_teach.lora import LoraSettings, apply_lora
+from fwi_teach.metrics import evaluate_metrics
+from fwi_teach.training import TrainConfig, evaluate, fit, load_weights, predict
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The models here are tiny: threads buy nothing, and on a busy 2-core machine
+    # two OpenMP threads per process made these tests about 4x slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class TinyNet(nn.Module):
+    """Five 'shots' of 16 x 16 in, one 16 x 16 velocity map in [-1, 1] out."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(5, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.drop = nn.Dropout(0.1)  # draws from the global RNG: resume must restore it
+        self.conv2 = nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, x):
+        return torch.tanh(self.conv2(self.drop(F.leaky_relu(self.bn(self.conv1(x)), 0.2))))
+
+
+def make_data(n, seed, sign=1.0):
+    """Targets are a fixed local function of the input, so TinyNet can fit them."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 5, 16, 16, generator=g)
+    return TensorDataset(x, sign * torch.tanh(0.6 * x[:, :1] - 0.4 * x[:, 1:2]))
+
+
+def make_model(seed=0):
+    torch.manual_seed(seed)
+    return TinyNet()
+
+
+def config(**kw):
+    base = dict(epochs=4, batch_size=4, lr=1e-2, progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+class Interrupting(Dataset):
+    """Wraps a dataset and raises KeyboardInterrupt after ``limit`` item reads (a killed job)."""
+
+    def __init__(self, base, limit):
+        self.base, self.limit, self.reads = base, limit, 0
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads > self.limit:
+            raise KeyboardInterrupt("simulated interruption")
+        return self.base[i]
+
+
+def test_overfits_tiny_dataset_and_reports_measurements():
+    train = make_data(16, 0)
+    model = make_model()
+    result = fit(model, train, make_data(8, 1), config(epochs=12))
+    losses = [h["train_loss"] for h in result.history]
+    assert [h["epoch"] for h in result.history] == list(range(1, 13))
+    assert losses[-1] < losses[0] / 4, losses  # falls by more than 4x
+    assert result.trainable_params == result.total_params == sum(p.numel() for p in model.parameters())
+    assert result.memory_kind == "tensor_accounting" and result.device == "cpu" and result.amp == "off"
+    assert result.peak_memory_mb == pytest.approx(sum(result.memory_breakdown_mb.values()))
+    assert result.memory_breakdown_mb["parameters_and_buffers"] * 2 ** 20 == pytest.approx(
+        sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]))
+    assert result.memory_breakdown_mb["optimizer_state"] > 2 * result.memory_breakdown_mb["gradients"] > 0
+    assert result.memory_breakdown_mb["saved_activations"] > 0
+    assert result.rss_peak_delta_mb is not None and result.rss_peak_delta_mb >= 0
+    assert all(h["steps"] == 4 and h["samples"] == 16 for h in result.history)
+    train_time = sum(h["train_time_s"] for h in result.history)
+    assert result.time_per_step_s == pytest.approx(train_time / 48)
+    assert result.samples_per_s == pytest.approx(16 * 12 / train_time)
+    assert result.checkpoint_path is None and result.steps_this_call == 48
+    json.dumps(result.to_dict())  # JSON-serialisable
+    # the model holds the best epoch, and its metrics are the recorded ones
+    best = result.history[result.best_epoch - 1]
+    assert best["val_loss"] == min(h["val_loss"] for h in result.history) == result.best_val_loss
+    assert evaluate(model, make_data(8, 1))["mae"] == pytest.approx(best["val_mae"], rel=1e-6)
+
+
+def test_same_seed_gives_identical_weights_and_seed_matters():
+    train = make_data(12, 0)
+    runs = [make_model(5) for _ in range(3)]
+    fit(runs[0], train, config=config(epochs=2, seed=3))
+    fit(runs[1], train, config=config(epochs=2, seed=3))
+    fit(runs[2], train, config=config(epochs=2, seed=4))
+    assert same_weights(runs[0], runs[1])
+    assert not same_weights(runs[0], runs[2])  # another seed shuffles differently
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    train, val = make_data(12, 0), make_data(6, 1)
+    reference = make_model()
+    ref = fit(reference, train, val, config(epochs=4, checkpoint_dir=tmp_path / "ref"))
+
+    interrupted = make_model()
+    # 12 reads per epoch: die in the middle of epoch 3
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, Interrupting(train, limit=30), val, config(epochs=4, checkpoint_dir=tmp_path / "run"))
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 2
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "last.pt"]
+
+    resumed_model = make_model(seed=123)  # a fresh process would build its model anew
+    resumed = fit(resumed_model, train, val, config(epochs=4, checkpoint_dir=tmp_path / "run"))
+    assert resumed.resumed_from_epoch == 2 and resumed.steps_this_call == 6
+    assert same_weights(resumed_model, reference)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in ref.history]
+    assert resumed.best_epoch == ref.best_epoch
+    last_ref = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)["model"]
+    last_run = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(last_ref[k], last_run[k]) for k in last_ref)
+
+    # a finished run resumes to its end without training
+    again = make_model(seed=7)
+    done = fit(again, train, val, config(epochs=4, checkpoint_dir=tmp_path / "run"))
+    assert done.steps_this_call == 0 and same_weights(again, reference)
+
+
+def test_best_checkpoint_holds_best_epoch_not_last(tmp_path):
+    # The validation targets have the opposite sign: the better the fit of the
+    # training set, the worse the validation loss, so epoch 1 is the best.
+    model = make_model()
+    result = fit(model, make_data(16, 0), make_data(8, 1, sign=-1.0), config(epochs=4, checkpoint_dir=tmp_path))
+    val_losses = [h["val_loss"] for h in result.history]
+    assert result.best_epoch == 1 + val_losses.index(min(val_losses)) == 1
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert best["epoch"] == 1 and last["epoch"] == 4
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in best["model"].items())
+    assert not all(torch.equal(v, model.state_dict()[k]) for k, v in last["model"].items())
+    assert result.checkpoint_path == str(tmp_path / "best.pt")
+    loaded = load_weights(make_model(9), tmp_path / "best.pt")
+    assert same_weights(loaded, model)
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    train = make_data(8, 0)
+    fit(make_model(), train, config=config(epochs=1, checkpoint_dir=tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+    before = (tmp_path / "last.pt").read_bytes()
+
+    real_save = torch.save
+
+    def failing_save(obj, f, *args, **kwargs):
+        real_save({"half": "written"}, f)  # something reaches the disk, then the write dies
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        fit(make_model(), train, config=config(epochs=2, checkpoint_dir=tmp_path))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary file left
+    assert (tmp_path / "last.pt").read_bytes() == before  # the previous checkpoint is intact
+
+
+def test_lora_model_trains_only_adapters():
+    model = apply_lora(make_model(), LoraSettings(rank=2))
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if "lora_" not in k}
+    adapters = {k: v.clone() for k, v in model.state_dict().items() if "lora_" in k}
+    n_adapter = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    result = fit(model, make_data(12, 0), make_data(4, 1), config(epochs=2))
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in frozen.items())  # base weights and BN statistics unchanged
+    assert any(not torch.equal(after[k], v) for k, v in adapters.items())  # adapters learned
+    assert result.trainable_params == n_adapter < result.total_params
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+    fft = fit(make_model(), make_data(12, 0), config=config(epochs=1))
+    lora_mb, fft_mb = result.memory_breakdown_mb, fft.memory_breakdown_mb
+    assert lora_mb["gradients"] < fft_mb["gradients"] and lora_mb["optimizer_state"] < fft_mb["optimizer_state"]
+
+
+class FirstChannel(nn.Module):
+    """Predicts channel 0 of the input: the 'hand-built' prediction."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return x[:, :1] + 0 * self.dummy
+
+
+def test_evaluate_and_predict_hand_built_predictions():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(7, 5, 12, 12, generator=g) * 1.6 - 0.8
+    target = (x[:, :1] + 0.1).clamp(-1, 1)
+    target[0] = x[0, :1] - 0.1
+    ds = TensorDataset(x, target)
+    metrics = evaluate(FirstChannel(), ds, batch_size=3)  # 3 does not divide 7
+    expected = evaluate_metrics(x[:, :1], target)
+    assert metrics["n_samples"] == 7
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-12)
+    assert metrics["mae"] == pytest.approx(float((x[:, :1] - target).abs().mean()), rel=1e-6)
+    assert metrics["mae_mps"] == pytest.approx(1500 * metrics["mae"])
+    assert metrics["ssim"] < 1
+    assert torch.equal(predict(FirstChannel(), x, batch_size=2), x[:, :1])
+    assert torch.equal(predict(FirstChannel(), ds, batch_size=4), x[:, :1])
+    assert evaluate(FirstChannel(), TensorDataset(x, x[:, :1]))["ssim"] == pytest.approx(1.0)
+
+
+def test_errors_are_clear():
+    model, train = make_model(), make_data(4, 0)
+    with pytest.raises(ValueError, match="train_dataset is empty"):
+        fit(model, TensorDataset(torch.zeros(0, 5, 16, 16), torch.zeros(0, 1, 16, 16)), config=config())
+    with pytest.raises(ValueError, match=r"loss='l3'; expected one of"):
+        TrainConfig(loss="l3")
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size="):
+            TrainConfig(batch_size=bad)
+    with pytest.raises(ValueError, match="lr="):
+        TrainConfig(lr=0)
+    edited = config()
+    edited.batch_size = 0  # fields edited after construction are checked by fit
+    with pytest.raises(ValueError, match="batch_size=0; expected an integer >= 1"):
+        fit(model, train, config=edited)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        fit(model, train, config=config(amp="fp16", device="cpu"))
+    frozen = make_model().requires_grad_(False)
+    with pytest.raises(ValueError, match="no parameter with requires_grad"):
+        fit(frozen, train, config=config())
+    with pytest.raises(ValueError, match=r"model output has shape \(4, 1, 16, 16\).*\(4, 1, 8, 8\)"):
+        fit(model, TensorDataset(train.tensors[0], torch.zeros(4, 1, 8, 8)), config=config(epochs=1))
+    with pytest.raises(TypeError, match=r"\(seismic, velocity\) pairs"):
+        fit(model, TensorDataset(train.tensors[0]), config=config(epochs=1))
+    with pytest.raises(ValueError, match="expected \\(N, shots, time, receivers\\)"):
+        predict(model, torch.zeros(5, 16, 16))
+    with pytest.raises(ValueError, match="batch_size=0"):
+        evaluate(model, train, batch_size=0)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    train = make_data(8, 0)
+    fit(make_model(), train, config=config(epochs=1, checkpoint_dir=tmp_path))
+    with pytest.raises(ValueError, match="batch_size=4 but this run has batch_size=2"):
+        fit(make_model(), train, config=config(epochs=2, batch_size=2, checkpoint_dir=tmp_path))
+    # resume=False starts over in the same directory
+    result = fit(make_model(), train, config=config(epochs=1, batch_size=2, checkpoint_dir=tmp_path, resume=False))
+    assert result.resumed_from_epoch == 0 and math.isfinite(result.history[0]["train_loss"])
