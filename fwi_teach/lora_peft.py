@@ -1,0 +1,170 @@
+"""Hugging Face peft half of :mod:`fwi_teach.lora`: LoRA through ``peft.LoraConfig`` / ``PeftModel``.
+
+peft 0.21 has no LoRA layer for ``nn.ConvTranspose2d``, so a small custom layer
+(:func:`peft_conv_transpose_class`, exposed lazily as ``PeftLoraConvTranspose2d``)
+is registered through peft's experimental ``LoraConfig._register_custom_module``.
+That registration is not saved with the adapter: load with
+:func:`load_peft_adapter`, which registers it again. peft is imported only when
+one of these functions is called. Every name here is also importable from
+:mod:`fwi_teach.lora`; :func:`apply_peft_lora` computes what
+:func:`fwi_teach.lora.apply_lora` computes.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+
+import torch
+from torch import nn
+
+from fwi_teach.lora import LoraSettings, _freeze_batchnorm_stats, _target_names
+from fwi_teach.models import INVERSIONNET_BLOCKS
+
+__all__ = ["peft_lora_config", "apply_peft_lora", "load_peft_adapter", "peft_conv_transpose_class"]
+
+
+@functools.lru_cache(maxsize=None)
+def peft_conv_transpose_class() -> type:
+    """The peft LoRA layer class for ``nn.ConvTranspose2d`` (built on first use; imports peft).
+
+    It reuses peft's ``_ConvNd`` LoRA layer, which already builds ``lora_A`` and
+    ``lora_B`` as layers of the base type (here ConvTranspose2d, with kernel,
+    stride and padding of the base, and 1 x 1) and handles forward, merge and
+    unmerge; only the channel bookkeeping and the delta-weight formula need the
+    transposed layout ``(in, out, kh, kw)``.
+    """
+    from peft.tuners.lora.layer import _ConvNd
+
+    class PeftLoraConvTranspose2d(_ConvNd):
+        def __init__(self, base_layer, adapter_name, config, r=0, lora_alpha=1, **kwargs):
+            base = base_layer.get_base_layer() if hasattr(base_layer, "get_base_layer") else base_layer
+            if base.groups != 1:
+                raise ValueError(f"ConvTranspose2d with groups={base.groups} is not supported by this LoRA layer")
+            super().__init__(base_layer, adapter_name, config=config, r=r, lora_alpha=lora_alpha, **kwargs)
+
+        def _get_in_out_features(self, module):
+            return module.in_channels, module.out_channels
+
+        @property
+        def lora_variants(self):
+            return {(): None}  # plain LoRA only (no DoRA)
+
+        def update_layer(self, adapter_name, r, lora_alpha, config, **kwargs):
+            super().update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, **kwargs)
+            base = self.get_base_layer()
+            self.lora_A[adapter_name].output_padding = base.output_padding
+            self.lora_A[adapter_name].dilation = base.dilation
+
+        def get_delta_weight(self, adapter) -> torch.Tensor:
+            a = self.lora_A[adapter].weight
+            b = self.lora_B[adapter].weight[:, :, 0, 0]
+            return torch.einsum("irhw,ro->iohw", a, b) * self.scaling[adapter]
+
+        def __repr__(self) -> str:
+            return "lora.ConvTranspose2d(" + super().__repr__().split("(", 1)[1]
+
+    # Make the class importable (and picklable) as fwi_teach.lora_peft.PeftLoraConvTranspose2d
+    # (fwi_teach.lora.PeftLoraConvTranspose2d resolves to the same class).
+    PeftLoraConvTranspose2d.__qualname__ = "PeftLoraConvTranspose2d"
+    PeftLoraConvTranspose2d.__module__ = __name__
+    return PeftLoraConvTranspose2d
+
+
+def __getattr__(name: str):
+    # Lazy module attribute (PEP 562): importing this module (or fwi_teach.lora) does not import peft.
+    if name == "PeftLoraConvTranspose2d":
+        return peft_conv_transpose_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _peft_target(settings: LoraSettings, model: nn.Module | None):
+    if model is not None:
+        return _target_names(model, settings.target)
+    blocks = [b for b in INVERSIONNET_BLOCKS if settings.target == "all" or
+              (settings.target == "encoder" and b.startswith("convblock")) or
+              (settings.target == "decoder" and b.startswith("deconv"))]
+    if settings.target in ("all", "encoder", "decoder"):
+        return [f"{b}.layers.0" for b in blocks]
+    alternatives = "|".join(re.escape(t) for t in settings.target)
+    return rf"^(?:{alternatives})(?:\.layers\.0)?$"  # peft full-matches a string target as a regex
+
+
+def peft_lora_config(settings: LoraSettings | None = None, model: nn.Module | None = None):
+    """A ``peft.LoraConfig`` equivalent to ``settings``, with the ConvTranspose2d layer registered.
+
+    Parameters
+    ----------
+    settings : LoraSettings, optional
+        Defaults to ``LoraSettings()``.
+    model : nn.Module, optional
+        If given, target names are resolved on it (any model); otherwise
+        InversionNet's module names are assumed.
+
+    Returns
+    -------
+    peft.LoraConfig
+    """
+    from peft import LoraConfig
+
+    settings = settings or LoraSettings()
+    bn_names = None
+    if settings.train_batchnorm:
+        bn_names = ([n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)] if model is not None
+                    else [f"{b}.layers.1" for b in INVERSIONNET_BLOCKS])
+    config = LoraConfig(r=int(settings.rank), lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=_peft_target(settings, model), bias=settings.bias,
+                        modules_to_save=bn_names)
+    config._register_custom_module({nn.ConvTranspose2d: peft_conv_transpose_class()})
+    return config
+
+
+def apply_peft_lora(model: nn.Module, settings: LoraSettings | None = None):
+    """Wrap ``model`` with peft LoRA on every selected Conv2d and ConvTranspose2d.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Pretrained model; modified in place (peft injects its layers).
+    settings : LoraSettings, optional
+        Same meaning as for :func:`apply_lora`.
+
+    Returns
+    -------
+    peft.PeftModel
+        Save the adapter with ``.save_pretrained(dir)``; reload it with :func:`load_peft_adapter`.
+        With ``train_batchnorm=False`` the BN layers become :class:`FrozenStatsBatchNorm2d`.
+    """
+    from peft import get_peft_model
+
+    settings = settings or LoraSettings()
+    config = peft_lora_config(settings, model)
+    if not settings.train_batchnorm:
+        _freeze_batchnorm_stats(model)
+    return get_peft_model(model, config)
+
+
+def load_peft_adapter(base_model: nn.Module, path: str | os.PathLike, is_trainable: bool = False):
+    """Load an adapter saved by ``PeftModel.save_pretrained`` onto ``base_model``.
+
+    Re-registers the ConvTranspose2d LoRA layer (peft does not save that
+    registration) and calls ``PeftModel.from_pretrained``. ``base_model`` must
+    hold exactly the pretrained weights the adapter was trained on. If the
+    adapter was trained with frozen BatchNorm (no ``modules_to_save``), the BN
+    layers of ``base_model`` become :class:`FrozenStatsBatchNorm2d` (same weights).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` has no ``adapter_config.json``.
+    """
+    from peft import LoraConfig, PeftModel
+
+    if not os.path.isfile(os.path.join(os.fspath(path), "adapter_config.json")):
+        raise FileNotFoundError(f"{os.fspath(path)!r} has no adapter_config.json; pass the directory given "
+                                f"to save_pretrained()")
+    config = LoraConfig.from_pretrained(os.fspath(path))
+    config._register_custom_module({nn.ConvTranspose2d: peft_conv_transpose_class()})
+    if not config.modules_to_save:
+        _freeze_batchnorm_stats(base_model)
+    return PeftModel.from_pretrained(base_model, os.fspath(path), config=config, is_trainable=is_trainable)
