@@ -143,3 +143,15 @@ def test_every_citation_is_in_references_bib():
                 cited.update(k.strip() for k in group.split(","))
     assert "ghosal2024" in cited
     assert not cited - keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+def test_workflow_has_cpu_gpu_and_publish_jobs():
+    import yaml
+
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    jobs = wf["jobs"]
+    assert "bash .ci/run" in str(jobs["cpu"]["steps"])
+    assert "self-hosted" in jobs["gpu"]["runs-on"] and "vars." in jobs["gpu"]["if"]
+    assert "PROFILE=gpu" in str(jobs["gpu"]["steps"]) and "executed-notebooks-gpu" in str(jobs["gpu"]["steps"])
+    publish = str(jobs["publish"]["steps"])
+    assert "deploy-pages" in publish and "book-html-gpu" in publish and jobs["publish"]["needs"] == ["cpu", "gpu"]
