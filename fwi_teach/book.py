@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-PROFILES = ("smoke", "gpu", "full")
+PROFILES = ("smoke", "cpu", "gpu", "paper")
 DEVICES = ("auto", "cpu", "cuda")
 #: Parameters the build passes to a notebook, when its ``parameters`` cell declares them.
 BOOK_PARAMETERS = ("profile", "seed", "device", "cache_dir", "data_dir")

@@ -92,6 +92,108 @@ def _add_data(subparsers) -> None:
     info.set_defaults(func=_run_data_info)
 
 
+# -- experiments ------------------------------------------------------------------------
+_COLUMNS = {
+    "run": ("experiment", "eval_family", "mae", "rmse", "ssim", "trainable_params", "peak_memory_mb", "wall_time_s"),
+    "matrix": ("model", "eval_family", "relation", "mae", "rmse", "ssim"),
+    "lowdata": ("train_family", "method", "fraction", "n_train_samples", "mae", "rmse", "ssim"),
+    "chain": ("stage", "wall_time_s", "estimated_s"),
+}
+
+
+def _run_experiment(args) -> int:
+    from . import experiments as ex
+    from .artifacts import print_rows, profile_dir
+
+    kw = dict(cache_dir=args.cache_dir, seed=args.seed, device=args.device, data_dir=args.data_dir,
+              progress=not args.no_progress)
+    cmd = args.command
+    if cmd == "pretrain":
+        record = ex.pretrain_pfm(args.profile, **kw)
+    elif cmd == "baseline":
+        record = ex.train_baseline(args.family, args.profile, fraction=args.fraction, **kw)
+    elif cmd == "finetune":
+        record = ex.finetune(args.family, args.method, args.profile, fraction=args.fraction, **kw)
+    elif cmd == "matrix":
+        record = ex.evaluation_matrix(args.profile, models=args.models, families=args.families, **kw)
+    elif cmd == "lowdata":
+        record = ex.low_data_sweep(args.profile, families=args.families, fractions=args.fractions,
+                                   methods=args.methods, **kw)
+    else:
+        record = ex.run_chain(args.profile, **kw)
+    print_rows(record["rows"], _COLUMNS.get(cmd, _COLUMNS["run"]))
+    print(f"results: {profile_dir(args.profile, args.cache_dir) / 'results' / (record['name'] + '.json')} (+ .csv)")
+    return 0
+
+
+def _run_profiles(args) -> int:
+    from .profiles import get_profile, profile_table
+
+    if args.name is None:
+        print(profile_table())
+        return 0
+    p = get_profile(args.name)
+    print(f"{p.name}: {p.description}")
+    for key, value in p.settings().items():
+        print(f"  {key:<20} {value}")
+    print(f"  {'input_length':<20} {p.input_length}")
+    return 0
+
+
+def _experiment_arguments(p) -> None:
+    p.add_argument("--profile", default="smoke", help="smoke, cpu, gpu or paper (default: smoke; see `fwi-teach profiles`)")
+    p.add_argument("--cache-dir", default=None, help="cache folder (default: $FWI_TEACH_CACHE or ~/.cache/fwi_teach)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--data-dir", default=None,
+                   help="real OpenFWI data, one sub-folder per family (default: generate data into the cache)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(func=_run_experiment)
+
+
+@subcommand
+def _add_experiments(subparsers) -> None:
+    helps = {"pretrain": "pretrain the foundation model (PFM) on the six pretraining families",
+             "baseline": "train a task-specific InversionNet from scratch on one family",
+             "finetune": "fine-tune the PFM on one family (full: fft, or LoRA)",
+             "matrix": "evaluate every model on every family's test set (out-of-distribution table)",
+             "lowdata": "scratch / FFT / LoRA with 10-100 %% of the training data",
+             "chain": "run every experiment in order (data, PFM, baselines, fine-tuning, matrix, low data)"}
+    for name, text in helps.items():
+        p = subparsers.add_parser(name, help=text, description=text[0].upper() + text[1:] + ". Results are "
+                                  "cached: a finished run is never retrained, an interrupted one resumes.")
+        if name in ("baseline", "finetune"):
+            p.add_argument("family", help="family name, e.g. style-a, CurveFault_B")
+            p.add_argument("--fraction", type=float, default=1.0, help="share of the training set (default 1.0)")
+        if name == "finetune":
+            p.add_argument("--method", choices=("fft", "lora"), default="lora", help="fft or lora (default: lora)")
+        if name == "matrix":
+            p.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                           help="pfm, baseline:FAMILY, fft:FAMILY, lora:FAMILY (default: all of the profile)")
+        if name in ("matrix", "lowdata"):
+            p.add_argument("--families", nargs="+", default=None, metavar="FAMILY",
+                           help="families to test on (default: matrix all ten, lowdata the profile's)")
+        if name == "lowdata":
+            p.add_argument("--fractions", nargs="+", type=float, default=None, metavar="F",
+                           help="shares of the training set (default: the profile's, 0.1 0.25 0.5 0.75 1)")
+            p.add_argument("--methods", nargs="+", choices=("scratch", "fft", "lora"),
+                           default=("scratch", "fft", "lora"), help="default: scratch fft lora")
+        _experiment_arguments(p)
+    p = subparsers.add_parser("profiles", help="print the table of experiment profiles",
+                              description="Print the experiment profiles as a Markdown table, or one profile's "
+                                          "settings.")
+    p.add_argument("name", nargs="?", default=None, help="show every setting of this profile")
+    p.set_defaults(func=_run_profiles)
+
+
+# -- book -------------------------------------------------------------------------------
+@subcommand
+def _add_book(subparsers) -> None:
+    from .book import add_book_subcommand
+
+    add_book_subcommand(subparsers)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fwi-teach`` argument parser with every registered subcommand."""
     from . import __version__

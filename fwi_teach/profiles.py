@@ -1,0 +1,344 @@
+"""Named experiment profiles: how big each experiment of the course is.
+
+A :class:`Profile` fixes everything that sets the cost of the paper's experiments
+(:mod:`fwi_teach.experiments`): samples per family, the time decimation of the
+network input, the InversionNet width, epochs, batch size, learning rates, LoRA rank,
+and which families take part in which experiment. Four profiles ship with the package:
+
+``smoke``
+    CI: the whole chain (data generation included) on 2 CPU cores in under 10 minutes.
+    The numbers it produces only show that everything runs; they carry no trend.
+``cpu``
+    A laptop CPU in about 2.5 hours for the whole chain (500 + 100 samples per family,
+    half-width network): large enough for the paper's trends (PFM vs task-specific
+    baselines, FFT vs LoRA, low data) to show, though still noisy.
+``gpu``
+    One Colab-class GPU (a T4 or better) in well under an hour (800 + 160 samples per
+    family, 500 time samples per trace).
+``paper``
+    The paper's sizes: real OpenFWI data (``data_dir``), full-width InversionNet (24.4 M
+    parameters), 1000 time samples, 120 pretraining epochs, batch 256, several GPUs.
+
+In OpenFWI the validation split doubles as the test set (there is no third split), and
+the experiments do the same: ``n_val`` samples per family select the best epoch *and*
+give the reported metrics (:attr:`Profile.n_test` is ``n_val``). Make a variant with
+``dataclasses.replace(get_profile("smoke"), name="mine", epochs_pretrain=3)``; give it a
+new name, since results are cached per profile name.
+
+Only the standard library is imported here, so the table can be printed quickly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "METHODS", "LOW_DATA_METHODS", "get_profile", "profile_table",
+           "chain_workload", "estimate_minutes"]
+
+_ALL = ("flatvel-a", "flatvel-b", "curvevel-a", "curvevel-b", "flatfault-a", "flatfault-b",
+        "curvefault-a", "curvefault-b", "style-a", "style-b")
+_PRETRAIN = ("flatvel-a", "curvevel-a", "curvevel-b", "flatfault-a", "flatfault-b", "curvefault-a")
+_FINETUNE = ("flatvel-b", "curvefault-b", "style-a", "style-b")
+_LOW_DATA = ("curvefault-b", "style-a", "style-b")
+#: Fine-tuning methods: full fine-tuning of the PFM, or LoRA adapters on the frozen PFM.
+METHODS = ("fft", "lora")
+#: Methods of the low-data sweep: "scratch" is the task-specific baseline.
+LOW_DATA_METHODS = ("scratch", "fft", "lora")
+_BOUNDARIES = ("thin", "openfwi")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and settings of one scale of the experiments.
+
+    Attributes
+    ----------
+    name, description : str
+    n_train, n_val : int or None
+        Training and validation (= test) samples per family. ``None``: all samples of
+        the real data in ``data_dir`` (such a profile cannot generate data).
+    samples_per_file : int
+        Samples per ``.npy`` file of generated sets (OpenFWI: 500).
+    nt : int
+        Recorded time samples of the simulated survey (OpenFWI: 1000 at 1 ms). Only
+        test profiles shorten it, to make simulation cheap.
+    time_decimation : int
+        The network sees every ``time_decimation``-th sample: input length ``nt // td``.
+    boundary : {"thin", "openfwi"}
+        Absorbing boundary used to generate data (:func:`fwi_teach.physics.simulate`).
+    width_multiplier : float
+        InversionNet width (1.0: the 24.4 M-parameter original).
+    epochs_pretrain, epochs_baseline, epochs_finetune : int
+        Epochs of the foundation model, of each task-specific baseline, and of each
+        fine-tuning run (FFT, LoRA, and the low-data runs of every method).
+    batch_size : int
+    lr_pretrain, lr_baseline, lr_finetune, lr_lora : float
+        AdamW learning rates (constant) of pretraining, baselines, full fine-tuning and
+        LoRA. LoRA's ``B`` matrices start at zero, so it usually wants a larger rate.
+    weight_decay : float
+    loss : str
+        ``"l1"`` (OpenFWI) or ``"l1+l2"``.
+    lora_rank, lora_alpha : int, float
+        Adapter rank and scaling numerator on every convolution (``target="all"``).
+        Rank 16 on the full network trains 4.7 % of its weights (the paper reports a
+        95.5 % cut); smaller networks use a proportionally smaller rank.
+    pretrain_families, baseline_families, finetune_families, low_data_families : tuple
+        Canonical family names; baselines default to all ten families.
+    low_data_fractions : tuple of float
+        Shares of the training set for the low-data sweep (paper: 10 ... 100 %).
+    data_seed : int
+        Seed of the generated velocity models (independent of the training seed).
+    device_hint : str
+        ``"cpu"``, ``"cuda"`` or ``"multi-gpu"``: what the profile was sized for.
+    est_minutes_cpu, est_minutes_gpu : float or None
+        Rough wall time of the whole chain (:func:`fwi_teach.experiments.run_chain`) on
+        2 CPU cores / one Colab-class GPU. Estimates from :func:`estimate_minutes`, or a
+        measurement where the note says so; ``None``: not a sensible target.
+    est_note : str
+        Where the estimates come from.
+    """
+
+    name: str
+    description: str
+    n_train: int | None
+    n_val: int | None
+    samples_per_file: int = 500
+    nt: int = 1000
+    time_decimation: int = 4
+    boundary: str = "thin"
+    width_multiplier: float = 0.25
+    epochs_pretrain: int = 1
+    epochs_baseline: int = 1
+    epochs_finetune: int = 1
+    batch_size: int = 8
+    lr_pretrain: float = 1e-3
+    lr_baseline: float = 1e-3
+    lr_finetune: float = 5e-4
+    lr_lora: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "l1"
+    lora_rank: int = 4
+    lora_alpha: float = 4.0
+    pretrain_families: tuple = _PRETRAIN
+    baseline_families: tuple = _ALL
+    finetune_families: tuple = _FINETUNE
+    low_data_families: tuple = _LOW_DATA
+    low_data_fractions: tuple = (0.1, 0.25, 0.5, 0.75, 1.0)
+    data_seed: int = 0
+    device_hint: str = "cpu"
+    est_minutes_cpu: float | None = None
+    est_minutes_gpu: float | None = None
+    est_note: str = "estimate"
+
+    def __post_init__(self):
+        def fail(what):
+            raise ValueError(f"profile {self.name!r}: {what}")
+
+        for field in ("pretrain_families", "baseline_families", "finetune_families", "low_data_families"):
+            names = tuple(getattr(self, field))
+            bad = [f for f in names if f not in _ALL]
+            if bad or not names:
+                fail(f"{field}={names!r}; use canonical family names from {_ALL}")
+            object.__setattr__(self, field, names)
+        for field in ("n_train", "n_val"):
+            value = getattr(self, field)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                fail(f"{field}={value!r}; expected a positive integer, or None for 'all of the real data'")
+        for field in ("samples_per_file", "nt", "time_decimation", "epochs_pretrain", "epochs_baseline",
+                      "epochs_finetune", "batch_size", "lora_rank"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                fail(f"{field}={value!r}; expected a positive integer")
+        if self.nt // self.time_decimation < 1:
+            fail(f"time_decimation={self.time_decimation} leaves no samples of nt={self.nt}")
+        if self.boundary not in _BOUNDARIES:
+            fail(f"boundary={self.boundary!r}; expected one of {_BOUNDARIES}")
+        for field in ("width_multiplier", "lr_pretrain", "lr_baseline", "lr_finetune", "lr_lora", "lora_alpha"):
+            if not getattr(self, field) > 0:
+                fail(f"{field}={getattr(self, field)!r}; expected a positive number")
+        fractions = tuple(float(f) for f in self.low_data_fractions)
+        if not fractions or any(not 0 < f <= 1 for f in fractions):
+            fail(f"low_data_fractions={self.low_data_fractions!r}; expected shares in (0, 1], e.g. (0.1, 0.5, 1.0)")
+        object.__setattr__(self, "low_data_fractions", fractions)
+
+    @property
+    def input_length(self) -> int:
+        """Time samples per trace that the network sees: ``nt // time_decimation``."""
+        return self.nt // self.time_decimation
+
+    @property
+    def n_test(self) -> int | None:
+        """Test samples per family: the validation split (OpenFWI has no separate test split)."""
+        return self.n_val
+
+    def settings(self) -> dict:
+        """The fields that change results (not name, description, estimates): a cache fingerprint."""
+        skip = {"name", "description", "device_hint", "est_minutes_cpu", "est_minutes_gpu", "est_note"}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
+                if k not in skip}
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile("smoke", "CI check of the whole chain on 2 CPU cores; numbers carry no trend",
+            n_train=24, n_val=8, batch_size=8, est_minutes_cpu=2.5, est_minutes_gpu=2.0,
+            est_note="measured with benchmarks/chain_smoke.py: 2.3 min on 2 idle CPU cores (19 min when "
+                     "the cores were shared with four other busy processes), 1.0 min on an H100"),
+    Profile("cpu", "trends on a laptop CPU in about 2.5 hours (whole chain, data included)",
+            n_train=500, n_val=100, width_multiplier=0.5, epochs_pretrain=20, epochs_baseline=20,
+            epochs_finetune=10, batch_size=16, lora_rank=8, lora_alpha=8.0,
+            est_minutes_cpu=155.0, est_minutes_gpu=16.0, est_note="cost model (estimate_minutes)"),
+    Profile("gpu", "one Colab-class GPU (T4 or better) in well under an hour",
+            n_train=800, n_val=160, time_decimation=2, width_multiplier=0.5,
+            epochs_pretrain=25, epochs_baseline=25, epochs_finetune=12, batch_size=64,
+            lora_rank=8, lora_alpha=8.0, device_hint="cuda", est_minutes_cpu=475.0, est_minutes_gpu=34.0,
+            est_note="cost model; a T4 is taken as 5x slower than the H100 measured (about 8 min there)"),
+    Profile("paper", "the paper's scale: real OpenFWI data via data_dir, full InversionNet, several GPUs",
+            n_train=None, n_val=None, time_decimation=1, boundary="openfwi", width_multiplier=1.0,
+            epochs_pretrain=120, epochs_baseline=120, epochs_finetune=50, batch_size=256,
+            lr_pretrain=1e-4, lr_baseline=1e-4, lr_finetune=1e-4, lr_lora=1e-3, lora_rank=16, lora_alpha=16.0,
+            device_hint="multi-gpu",
+            est_note="not estimated: pretraining alone is 26 M sample passes (216,000 samples x 120 epochs), "
+                     "about 4 h on one H100 at the measured 1,700 samples/s in bf16, if data loading keeps up; "
+                     "the fine-tuning epochs are our choice, the paper does not give them"),
+)}
+#: Names of the built-in profiles, smallest first.
+PROFILE_NAMES = tuple(PROFILES)
+
+
+def get_profile(profile) -> Profile:
+    """Return a built-in :class:`Profile` by name (a :class:`Profile` is returned unchanged).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name; the message lists the valid ones.
+    """
+    if isinstance(profile, Profile):
+        return profile
+    key = str(profile).strip().lower()
+    if key not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILE_NAMES)} "
+                         "(or pass a Profile made with dataclasses.replace)")
+    return PROFILES[key]
+
+
+# --------------------------------------------------------------------------------------- cost
+#: Throughput constants behind :func:`estimate_minutes`, per device kind. ``sim``: seconds to
+#: simulate one OpenFWI sample (5 shots x 1000 steps, thin boundary). Training seconds per
+#: sample: ``floor + train * width**1.5 * input_length / 1000``; evaluation a quarter of that;
+#: ``run_overhead`` seconds per training run (model set-up, checkpoints, results).
+#: "cpu": measured on 2 idle cores (sim 0.2 s; width 0.5 / 250 samples 0.029 s; width 1 / 1000
+#: samples 0.20 s per training sample). "cuda": a Colab T4 guessed as 5x slower than the
+#: measured H100 (sim 0.007 s; width 0.5 / 500 samples 1,700 training samples/s in bf16).
+_RATES = {"cpu": {"sim": 0.2, "train": 0.19, "train_floor": 0.008, "run_overhead": 1.0},
+          "cuda": {"sim": 0.04, "train": 0.005, "train_floor": 0.0015, "run_overhead": 2.0}}
+
+
+def chain_workload(profile) -> dict:
+    """Count the work of :func:`fwi_teach.experiments.run_chain` for ``profile``.
+
+    Returns
+    -------
+    dict
+        ``simulated_samples`` (data generation), ``train_samples`` (sample passes of
+        training, LoRA runs included), ``eval_samples`` (per-epoch validation and test
+        evaluations), ``runs`` (training runs), each per stage under ``stages``
+        (``data``, ``pretrain``, ``baselines``, ``finetune``, ``matrix``, ``lowdata``).
+        Needs ``n_train`` / ``n_val``; profiles on real data (``None``) raise ValueError.
+    """
+    p = get_profile(profile)
+    if p.n_train is None or p.n_val is None:
+        raise ValueError(f"profile {p.name!r} uses all of the real data (n_train=None); its workload depends on "
+                         "the download, so it cannot be counted here")
+    nt, nv = p.n_train, p.n_val
+
+    def runs(n_runs, epochs, share=1.0, sets=1):
+        n_used = max(1, round(share * nt)) * sets
+        return {"train_samples": n_runs * epochs * n_used, "eval_samples": n_runs * (epochs + 1) * nv * sets,
+                "runs": n_runs}
+
+    stages = {"data": {"simulated_samples": len(_ALL) * (nt + nv)},  # every family is a test set
+              "pretrain": runs(1, p.epochs_pretrain, sets=len(p.pretrain_families)),
+              "baselines": runs(len(p.baseline_families), p.epochs_baseline),
+              "finetune": runs(2 * len(p.finetune_families), p.epochs_finetune)}
+    n_models = 1 + len(p.baseline_families) + 2 * len(p.finetune_families)
+    stages["matrix"] = {"eval_samples": n_models * len(_ALL) * nv}
+    low = {"train_samples": 0, "eval_samples": 0, "runs": 0}
+    for family in p.low_data_families:
+        for method in LOW_DATA_METHODS:
+            done = family in (p.baseline_families if method == "scratch" else p.finetune_families)
+            epochs = p.epochs_baseline if method == "scratch" else p.epochs_finetune
+            for fraction in p.low_data_fractions:
+                if fraction == 1.0 and done:
+                    continue  # the same run as a baseline / fine-tuning run: reused
+                for k, v in runs(1, epochs, fraction).items():
+                    low[k] += v
+    stages["lowdata"] = low
+    totals = {k: sum(s.get(k, 0) for s in stages.values())
+              for k in ("simulated_samples", "train_samples", "eval_samples", "runs")}
+    return {**totals, "stages": stages}
+
+
+def stage_seconds(profile, device: str = "cpu") -> dict:
+    """Estimated seconds of each stage of the chain on ``device`` ("cpu" or "cuda")."""
+    p = get_profile(profile)
+    r = _RATES["cuda" if str(device).startswith("cuda") else "cpu"]
+    sim = r["sim"] * p.nt / 1000 * (4.3 if p.boundary == "openfwi" else 1.0)
+    train = r["train_floor"] + r["train"] * p.width_multiplier ** 1.5 * p.input_length / 1000
+    out = {}
+    for name, s in chain_workload(p)["stages"].items():
+        out[name] = (s.get("simulated_samples", 0) * sim + s.get("train_samples", 0) * train
+                     + s.get("eval_samples", 0) * train / 4 + s.get("runs", 0) * r["run_overhead"])
+    return out
+
+
+def estimate_minutes(profile, device: str = "cpu") -> float:
+    """Rough wall time in minutes of the whole chain: a cost model, not a measurement.
+
+    The constants are throughputs measured on 2 CPU cores and on one GPU with
+    :mod:`fwi_teach.physics` and InversionNet; real times vary by a factor of two.
+    """
+    return sum(stage_seconds(profile, device).values()) / 60.0
+
+
+# -------------------------------------------------------------------------------------- table
+def _param_count(width: float, input_length: int) -> int:
+    try:
+        import torch
+
+        from .models import InversionNet, count_parameters
+        with torch.device("meta"):
+            return count_parameters(InversionNet(width_multiplier=width, input_length=input_length))
+    except Exception:  # pragma: no cover - torch missing: the table just omits the count
+        return 0
+
+
+def _minutes(value) -> str:
+    if value is None:
+        return "-"
+    return f"~{value:.0f} min" if value < 90 else f"~{value / 60:.1f} h"
+
+
+def profile_table(profiles=None) -> str:
+    """A Markdown table of the profiles (default: the built-in ones), one row each.
+
+    Columns: samples per family (train / validation = test), network input (time samples
+    after decimation), InversionNet width and parameters, epochs (pretraining / baseline /
+    fine-tuning), batch size, LoRA rank, and the estimated whole-chain time on a CPU and a GPU.
+    """
+    rows = ["| profile | samples / family (train / val = test) | input (nt / decimation) | width (parameters) "
+            "| epochs (pretrain / baseline / fine-tune) | batch | LoRA rank | chain on 2 CPU cores | chain on 1 GPU "
+            "| purpose |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in (PROFILES.values() if profiles is None else [get_profile(q) for q in profiles]):
+        samples = "all of OpenFWI (data_dir)" if p.n_train is None else f"{p.n_train} / {p.n_val}"
+        params = _param_count(p.width_multiplier, p.input_length)
+        width = f"{p.width_multiplier:g}" + (f" ({params / 1e6:.2f} M)" if params else "")
+        rows.append(f"| `{p.name}` | {samples} | {p.input_length} ({p.nt} / {p.time_decimation}) | {width} "
+                    f"| {p.epochs_pretrain} / {p.epochs_baseline} / {p.epochs_finetune} | {p.batch_size} "
+                    f"| {p.lora_rank} | {_minutes(p.est_minutes_cpu)} | {_minutes(p.est_minutes_gpu)} "
+                    f"| {p.description} |")
+    shown = PROFILES.values() if profiles is None else [get_profile(q) for q in profiles]
+    notes = "\n".join(f"- `{p.name}`: {p.est_note}" for p in shown)
+    return "\n".join(rows) + "\n\nTimes are estimates for the whole chain, data generation included:\n\n" + notes
