@@ -466,11 +466,6 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
 
     outputs = []
     bar = tqdm(total=nmod, desc=f"simulate ({boundary})", unit="model", disable=not progress)
-    # The wavefield decays into denormal floats in the sponge and ahead of the wavefront;
-    # CPUs compute those up to 100x slower. Flushing them to zero changes nothing above
-    # 1e-38 and makes modelling about 1.5x faster. torch has no getter, so the flag is
-    # switched off again afterwards (its default).
-    flush = v.device.type == "cpu" and torch.set_flush_denormal(True)
     for start in range(0, nmod, int(batch_size)):
         vb = v[start:start + int(batch_size)]
         n = vb.shape[0]
@@ -509,8 +504,6 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
         outputs.append(torch.cat(pieces, dim=2))
         bar.update(n)
     bar.close()
-    if flush:
-        torch.set_flush_denormal(False)
     out = torch.cat(outputs, dim=0)
     if from_numpy:
         return out.detach().cpu().numpy()
