@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Subset
 
 from .data import OpenFWIDataset, canonical_family, generate_dataset, subset_indices
-from .data.layout import atomic_write_bytes
+from .data.layout import atomic_write, atomic_write_bytes
 from .profiles import METHODS, get_profile
 
 __all__ = ["cache_root", "profile_dir", "resolve_device", "find_family_dir", "family_root", "load_split",
@@ -311,12 +311,7 @@ def read_results(path, profile, data_dir=None) -> dict | None:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def save_model(model, folder, lora=False) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-import os
 import random
 import sys
 import threading
@@ -26,6 +25,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from . import metrics as _metrics
+from .data.layout import atomic_write
 
 if TYPE_CHECKING:
     from .training import TrainConfig
@@ -113,16 +113,7 @@ def _set_rng_state(state: dict) -> None:
 
 def _atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` (never a half-written file)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def _as_dataset(data):

@@ -40,6 +40,7 @@ __all__ = [
     "read_npy_header",
     "read_split_file",
     "write_split_file",
+    "atomic_write",
     "atomic_write_bytes",
     "atomic_save_npy",
     "read_manifest",
@@ -157,13 +158,18 @@ def read_split_file(path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+def atomic_write(path, write) -> None:
+    """Write a file via a temporary name in the same directory, then ``os.replace``.
+
+    ``write(fh)`` writes to a binary file handle; the data are flushed and synced
+    before the rename, and the temporary file is removed if anything fails, so
+    ``path`` is either the old file or the complete new one, never half-written.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -171,22 +177,16 @@ def atomic_write_bytes(path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_save_npy(path, array: np.ndarray) -> None:
-    """``np.save`` to a temporary name in the same directory, then rename (byte-deterministic)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``np.save`` to ``path`` atomically (see :func:`atomic_write`; byte-deterministic)."""
+    atomic_write(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
 
 
 def write_split_file(path, pairs) -> None:
