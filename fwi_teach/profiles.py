@@ -182,8 +182,8 @@ class Profile:
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("smoke", "CI check of the whole chain on 2 CPU cores; numbers carry no trend",
             n_train=24, n_val=8, batch_size=8, est_minutes_cpu=2.5, est_minutes_gpu=2.0,
-            est_note="measured with benchmarks/chain_smoke.py: 2.3 min on 2 idle CPU cores (19 min when "
-                     "the cores were shared with four other busy processes), 1.0 min on an H100"),
+            est_note="cost model; `python benchmarks/chain_smoke.py` measures it on your machine "
+                     "(several times longer when other processes share the cores)"),
     Profile("cpu", "trends on a laptop CPU in about 2.5 hours (whole chain, data included)",
             n_train=500, n_val=100, width_multiplier=0.5, epochs_pretrain=20, epochs_baseline=20,
             epochs_finetune=10, batch_size=16, lora_rank=8, lora_alpha=8.0,
@@ -192,14 +192,14 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             n_train=800, n_val=160, time_decimation=2, width_multiplier=0.5,
             epochs_pretrain=25, epochs_baseline=25, epochs_finetune=12, batch_size=64,
             lora_rank=8, lora_alpha=8.0, device_hint="cuda", est_minutes_cpu=475.0, est_minutes_gpu=34.0,
-            est_note="cost model; a T4 is taken as 5x slower than the H100 measured (about 8 min there)"),
+            est_note="cost model; a T4 is taken as 5x slower than the H100 the GPU constants were measured on"),
     Profile("paper", "the paper's scale: real OpenFWI data via data_dir, full InversionNet, several GPUs",
             n_train=None, n_val=None, time_decimation=1, boundary="openfwi", width_multiplier=1.0,
             epochs_pretrain=120, epochs_baseline=120, epochs_finetune=50, batch_size=256,
             lr_pretrain=1e-4, lr_baseline=1e-4, lr_finetune=1e-4, lr_lora=1e-3, lora_rank=16, lora_alpha=16.0,
             device_hint="multi-gpu",
             est_note="not estimated: pretraining alone is 26 M sample passes (216,000 samples x 120 epochs), "
-                     "about 4 h on one H100 at the measured 1,700 samples/s in bf16, if data loading keeps up; "
+                     "hours on one H100 even at full bf16 speed, if data loading keeps up (chapter 9 estimates it); "
                      "the fine-tuning epochs are our choice, the paper does not give them"),
 )}
 #: Names of the built-in profiles, smallest first.
