@@ -9,9 +9,10 @@ and which families take part in which experiment. Four profiles ship with the pa
     CI: the whole chain (data generation included) on 2 CPU cores in under 10 minutes.
     The numbers it produces only show that everything runs; they carry no trend.
 ``cpu``
-    A laptop CPU in about 2.5 hours for the whole chain (500 + 100 samples per family,
+    2 CPU cores in under 2.5 hours for the whole chain (400 + 80 samples per family,
     half-width network): large enough for the paper's trends (PFM vs task-specific
-    baselines, FFT vs LoRA, low data) to show, though still noisy.
+    baselines, FFT vs LoRA, low data) to be tested, though still noisy. Its results are
+    committed under ``results/cpu/``.
 ``gpu``
     One Colab-class GPU (a T4 or better) in well under an hour (800 + 160 samples per
     family, 500 time samples per trace).
@@ -184,10 +185,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             n_train=24, n_val=8, batch_size=8, est_minutes_cpu=2.5, est_minutes_gpu=2.0,
             est_note="cost model; `python benchmarks/chain_smoke.py` measures it on your machine "
                      "(several times longer when other processes share the cores)"),
-    Profile("cpu", "trends on a laptop CPU in about 2.5 hours (whole chain, data included)",
-            n_train=500, n_val=100, width_multiplier=0.5, epochs_pretrain=20, epochs_baseline=20,
+    Profile("cpu", "the paper's trends on 2 CPU cores in under 2.5 hours (whole chain, data included)",
+            n_train=400, n_val=80, width_multiplier=0.5, epochs_pretrain=15, epochs_baseline=15,
             epochs_finetune=10, batch_size=16, lora_rank=8, lora_alpha=8.0,
-            est_minutes_cpu=155.0, est_minutes_gpu=16.0, est_note="cost model (estimate_minutes)"),
+            low_data_fractions=(0.1, 0.25, 0.5, 1.0),
+            est_minutes_cpu=92.0, est_minutes_gpu=11.0,
+            est_note="cost model (estimate_minutes); the committed run in results/cpu/ records the measured time"),
     Profile("gpu", "one Colab-class GPU (T4 or better) in well under an hour",
             n_train=800, n_val=160, time_decimation=2, width_multiplier=0.5,
             epochs_pretrain=25, epochs_baseline=25, epochs_finetune=12, batch_size=64,

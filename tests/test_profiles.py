@@ -109,7 +109,7 @@ def test_workload_counts_data_runs_and_shared_low_data_runs():
 
 def test_estimates_match_the_purpose_of_each_profile():
     assert estimate_minutes("smoke", "cpu") < 10
-    assert 90 < estimate_minutes("cpu", "cpu") < 200  # "about 2.5 hours on a laptop CPU"
+    assert 60 < estimate_minutes("cpu", "cpu") < 150  # "under 2.5 hours on 2 CPU cores"
     assert estimate_minutes("gpu", "cuda") < 60
     assert estimate_minutes("gpu", "cpu") > 10 * estimate_minutes("gpu", "cuda")
     assert isinstance(PROFILES["smoke"], Profile)
