@@ -10,7 +10,7 @@ and which families take part in which experiment. Four profiles ship with the pa
     The numbers it produces only show that everything runs; they carry no trend.
 ``cpu``
     2 CPU cores in under 2.5 hours for the whole chain (400 + 80 samples per family,
-    half-width network): large enough for the paper's trends (PFM vs task-specific
+    quarter-width network, many epochs): large enough for the paper's trends (PFM vs task-specific
     baselines, FFT vs LoRA, low data) to be tested, though still noisy. Its results are
     committed under ``results/cpu/``.
 ``gpu``
@@ -186,10 +186,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             est_note="cost model; `python benchmarks/chain_smoke.py` measures it on your machine "
                      "(several times longer when other processes share the cores)"),
     Profile("cpu", "the paper's trends on 2 CPU cores in under 2.5 hours (whole chain, data included)",
-            n_train=400, n_val=80, width_multiplier=0.5, epochs_pretrain=15, epochs_baseline=15,
-            epochs_finetune=10, batch_size=16, lora_rank=8, lora_alpha=8.0,
-            low_data_fractions=(0.1, 0.25, 0.5, 1.0),
-            est_minutes_cpu=92.0, est_minutes_gpu=11.0,
+            n_train=400, n_val=80, width_multiplier=0.25, epochs_pretrain=12, epochs_baseline=30,
+            epochs_finetune=15, batch_size=8, lr_pretrain=5e-4, lr_baseline=5e-4, lr_finetune=2.5e-4,
+            lr_lora=1e-3, lora_rank=4, lora_alpha=4.0, low_data_fractions=(0.1, 0.25, 0.5, 1.0),
+            est_minutes_cpu=83.0, est_minutes_gpu=13.0,
             est_note="cost model (estimate_minutes); the committed run in results/cpu/ records the measured time"),
     Profile("gpu", "one Colab-class GPU (T4 or better) in well under an hour",
             n_train=800, n_val=160, time_decimation=2, width_multiplier=0.5,

@@ -30,7 +30,7 @@ def test_smoke_and_cpu_use_openfwi_acquisition_and_decimate_for_the_network():
         assert (p.nt, p.time_decimation, p.input_length, p.boundary) == (1000, 4, 250, "thin")
         assert p.n_test == p.n_val and p.n_train > p.n_val
     assert get_profile("smoke").n_train <= 40 and get_profile("smoke").epochs_pretrain == 1
-    assert get_profile("cpu").width_multiplier == 0.5
+    assert get_profile("cpu").width_multiplier == 0.25
 
 
 def test_paper_profile_has_the_paper_sizes():
