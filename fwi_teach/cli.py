@@ -151,6 +151,46 @@ def _experiment_arguments(p) -> None:
     p.set_defaults(func=_run_experiment)
 
 
+def _run_reproduce(args) -> int:
+    from .profiles import estimate_minutes, get_profile
+    from .reproduce import load_reference_results, reproduce, update_readme
+
+    p = get_profile(args.profile)
+    if p.n_train is not None:
+        print(f"reproducing the paper at profile {p.name!r}: about {estimate_minutes(p, 'cpu'):.0f} min on 2 CPU "
+              f"cores or {estimate_minutes(p, 'cuda'):.0f} min on one GPU (cost model); resumable, rerun to continue",
+              flush=True)
+    folder = reproduce(p, results_dir=args.results_dir, cache_dir=args.cache_dir, seed=args.seed,
+                       device=args.device, data_dir=args.data_dir, progress=not args.no_progress,
+                       figures=not args.no_figures)
+    ref = load_reference_results(p.name, folder.parent)
+    print(ref.describe())
+    for claim in ref.claims():
+        print(claim)
+    print(f"results: {folder}")
+    if args.update_readme:
+        from .book import find_book_root
+
+        readme = find_book_root() / "README.md"
+        print(f"{readme}: {'updated' if update_readme(ref, readme) else 'already up to date'}")
+    return 0
+
+
+@subcommand
+def _add_reproduce(subparsers) -> None:
+    text = ("run every experiment of the paper at one profile (data, PFM, baselines, FFT and LoRA, OOD matrix, "
+            "low-data sweep), then write the compact results, figures and claim verdicts to RESULTS_DIR/PROFILE")
+    p = subparsers.add_parser("reproduce", help=text.split(" (")[0], description=text[0].upper() + text[1:]
+                              + ". Resumable: finished runs are cached, so rerun it to continue after an interruption.")
+    p.add_argument("--results-dir", default=None,
+                   help="where to write PROFILE/ (default: $FWI_TEACH_RESULTS or the repository's results/)")
+    p.add_argument("--no-figures", action="store_true", help="do not draw figures/*.png")
+    p.add_argument("--update-readme", action="store_true",
+                   help="rewrite the README's generated 'what reproduces' block from these results")
+    _experiment_arguments(p)
+    p.set_defaults(func=_run_reproduce)
+
+
 @subcommand
 def _add_experiments(subparsers) -> None:
     helps = {"pretrain": "pretrain the foundation model (PFM) on the six pretraining families",
@@ -175,7 +215,7 @@ def _add_experiments(subparsers) -> None:
                            help="families to test on (default: matrix all ten, lowdata the profile's)")
         if name == "lowdata":
             p.add_argument("--fractions", nargs="+", type=float, default=None, metavar="F",
-                           help="shares of the training set (default: the profile's, 0.1 0.25 0.5 0.75 1)")
+                           help="shares of the training set (default: the profile's, e.g. 0.1 0.25 0.5 0.75 1)")
             p.add_argument("--methods", nargs="+", choices=("scratch", "fft", "lora"),
                            default=("scratch", "fft", "lora"), help="default: scratch fft lora")
         _experiment_arguments(p)

@@ -270,7 +270,7 @@ def low_data_sweep(profile, families=None, fractions=None, methods=LOW_DATA_METH
     families : list of str, optional
         Default ``profile.low_data_families`` (CurveFault-B, Style-A, Style-B).
     fractions : list of float, optional
-        Default ``profile.low_data_fractions`` (0.1, 0.25, 0.5, 0.75, 1.0). Subsets are
+        Default ``profile.low_data_fractions`` (the paper: 0.1, 0.25, 0.5, 0.75, 1.0). Subsets are
         nested and the same for every method.
     methods : list of str
         Any of ``"scratch"`` (task-specific baseline), ``"fft"``, ``"lora"``.
