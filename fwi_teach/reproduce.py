@@ -93,15 +93,23 @@ class ReferenceResults:
 
 
 def default_results_dir() -> Path:
-    """``$FWI_TEACH_RESULTS``, else the ``results`` folder of the repository (or ``./results``)."""
+    """Where results folders live by default.
+
+    ``$FWI_TEACH_RESULTS`` if set; else the first existing ``results`` folder of the
+    repository found from the working directory or of the clone the package was imported
+    from (the book's staging tree has none of its own); else ``./results``.
+    """
     if os.environ.get("FWI_TEACH_RESULTS"):
         return Path(os.environ["FWI_TEACH_RESULTS"]).expanduser().resolve()
     from .book import find_book_root
 
-    try:
-        return find_book_root() / "results"
-    except FileNotFoundError:
-        return Path.cwd().resolve() / "results"
+    candidates = []
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        try:
+            candidates.append(find_book_root(start) / "results")
+        except FileNotFoundError:
+            pass
+    return next((c for c in candidates if c.is_dir()), candidates[0] if candidates else Path.cwd() / "results")
 
 
 def _record(pdir, name, profile, data_dir, required=True):

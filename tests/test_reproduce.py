@@ -224,3 +224,15 @@ def test_readme_results_block_is_generated_from_the_committed_results(exported, 
     assert text.startswith("# title\n\n") and text.endswith("\n\nrest\n") and "profile 'tiny'" in text
     with pytest.raises(ValueError, match="no generated results block"):
         update_readme(tiny, tmp_path / "missing.md") if (tmp_path / "missing.md").write_text("x") else None
+
+
+def test_default_results_dir_finds_the_repository_from_a_staging_tree(tmp_path, monkeypatch):
+    from fwi_teach.reproduce import default_results_dir
+
+    monkeypatch.delenv("FWI_TEACH_RESULTS", raising=False)
+    (tmp_path / "_config.yml").write_text("")
+    (tmp_path / "_toc.yml").write_text("")
+    monkeypatch.chdir(tmp_path)  # like the book's staging tree: a book root without results/
+    assert default_results_dir() == Path(__file__).resolve().parents[1] / "results"
+    monkeypatch.setenv("FWI_TEACH_RESULTS", str(tmp_path / "elsewhere"))
+    assert default_results_dir() == tmp_path / "elsewhere"
