@@ -17,6 +17,7 @@ under other settings is an error rather than a silent reuse of stale numbers.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import io
@@ -218,6 +219,55 @@ def load_model(spec, profile, cache_dir=None, seed=0, fraction=1.0):
 
     load_weights(model, profile_dir(p, cache_dir) / "models" / run_name("pfm", seed=seed) / "model.pt")
     return load_peft_adapter(model, weights).eval()
+
+
+@contextlib.contextmanager
+def run_lock(folder):
+    """Hold ``<folder>.lock`` while one process trains the run in ``folder``.
+
+    A second process that reaches the same run raises RuntimeError instead of writing
+    the same checkpoints at the same time. A lock left by a process that no longer
+    exists (a crash) is taken over.
+
+    Raises
+    ------
+    RuntimeError
+        If a live process holds the lock; the message names its PID and the lock file.
+    """
+    lock = Path(folder).with_name(Path(folder).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            alive = pid > 0 and pid != os.getpid() and _pid_alive(pid)
+            if alive:
+                raise RuntimeError(f"run {Path(folder).name!r} is being trained by process {pid} (lock {lock}); "
+                                   "wait for it to finish, or delete the lock file if that process is gone") from None
+            lock.unlink(missing_ok=True)  # stale: its process has ended
+    else:  # pragma: no cover - another process took the stale lock first
+        raise RuntimeError(f"could not take the lock {lock}; another process is starting the same run")
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 @functools.lru_cache(maxsize=1)

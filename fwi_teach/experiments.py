@@ -76,8 +76,6 @@ def prepare_data(profile, families=None, cache_dir=None, device="auto", data_dir
 # ------------------------------------------------------------------------------- training run
 def _run(kind, family, p, cache_dir, seed, device, data_dir, fraction=1.0, progress=True) -> dict:
     """Train one model unless its results exist; evaluate it on its test set(s); write results."""
-    from .training import TrainConfig, evaluate, fit
-
     fraction = float(fraction)
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction={fraction}; expected a share of the training set in (0, 1], e.g. 0.25")
@@ -86,13 +84,23 @@ def _run(kind, family, p, cache_dir, seed, device, data_dir, fraction=1.0, progr
     cached = art.read_results(pdir / "results" / f"{name}.json", p, data_dir)
     if cached is not None:
         return cached
+    if kind in METHODS:  # the PFM first (cached after its first run)
+        _run("pfm", None, p, cache_dir, seed, device, data_dir, progress=progress)
+    with art.run_lock(pdir / "models" / name):  # one process per run, never two on the same checkpoints
+        cached = art.read_results(pdir / "results" / f"{name}.json", p, data_dir)  # finished meanwhile?
+        return cached if cached is not None else _train(kind, family, p, cache_dir, seed, device, data_dir,
+                                                          fraction, progress, name, pdir)
+
+
+def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progress, name, pdir) -> dict:
+    """Train, save and evaluate one run of :func:`_run`; write and return its results record."""
+    from .training import TrainConfig, evaluate, fit
+
     start = time.perf_counter()
     families = p.pretrain_families if kind == "pfm" else (family,)
     kw = dict(profile=p, cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress)
     train_sets = [art.load_split(f, "train", fraction=fraction, **kw) for f in families]
     test_sets = {f: art.load_split(f, "val", **kw) for f in families}
-    if kind in METHODS:  # the PFM first (cached after its first run)
-        _run("pfm", None, p, cache_dir, seed, device, data_dir, progress=progress)
     torch.manual_seed(seed)
     model = art.network(p)
     if kind in METHODS:

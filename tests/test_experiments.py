@@ -196,3 +196,17 @@ def test_cli_profiles_and_a_cached_experiment(cache, capsys, monkeypatch):
     assert f"results: {root / 'tiny' / 'results' / 'lora-style-a-s0.json'}" in out
     assert main(["pretrain", "--profile", "huge", "--cache-dir", str(root)]) == 1
     assert "unknown profile 'huge'" in capsys.readouterr().err
+
+
+def test_a_run_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    folder = tmp_path / "models" / "baseline-style-a-s0"
+    lock = folder.with_name(folder.name + ".lock")
+    lock.parent.mkdir(parents=True)
+    lock.write_text("1")  # PID 1 is always alive
+    with pytest.raises(RuntimeError, match=r"being trained by process 1 .*delete the lock file"):
+        with artifacts.run_lock(folder):
+            pass
+    lock.write_text("999999999")  # no such process: a crashed run
+    with artifacts.run_lock(folder) as held:
+        assert held == lock and lock.read_text() == str(__import__("os").getpid())
+    assert not lock.exists()
