@@ -88,8 +88,8 @@ class ReferenceResults:
                 f"{s['epochs_pretrain']} / {s['epochs_baseline']} / {s['epochs_finetune']} epochs (pretraining / "
                 f"baseline / fine-tuning), LoRA rank {s['lora_rank']}. Made by commit(s) {commits} on "
                 f"{env['device']} ({env['device_name']}, {env['torch_threads']} thread(s), torch "
-                f"{env['torch_version']}); the whole chain took {t['total_s'] / 3600:.2f} h "
-                f"(cost-model estimate {t['estimated_s'] / 3600:.2f} h).")
+                f"{env['torch_version']}); its measured stage times add up to {t['total_s'] / 3600:.2f} h "
+                f"(cost-model estimate {t['estimated_s'] / 3600:.2f} h; see timings.csv).")
 
 
 def default_results_dir() -> Path:
