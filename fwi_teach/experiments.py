@@ -97,6 +97,7 @@ def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progres
     from .training import TrainConfig, evaluate, fit
 
     start = time.perf_counter()
+    env = art.environment(device)  # now: the git commit recorded is the one whose code runs
     families = p.pretrain_families if kind == "pfm" else (family,)
     kw = dict(profile=p, cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress)
     train_sets = [art.load_split(f, "train", fraction=fraction, **kw) for f in families]
@@ -122,7 +123,6 @@ def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progres
     val = test_sets[family] if family else ConcatDataset(list(test_sets.values()))
     result = fit(model, train, val, cfg)
     saved = art.save_model(model, folder, lora=kind == "lora")
-    env = art.environment(device)
     metrics = {f: evaluate(model, ds, batch_size=cfg.eval_batch_size, device=device) for f, ds in test_sets.items()}
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     base = {"experiment": name, "kind": kind, "method": {"pfm": "pretrain", "baseline": "scratch"}.get(kind, kind),
@@ -329,6 +329,7 @@ def run_chain(profile, cache_dir=None, seed=0, device="auto", data_dir=None, pro
     """
     p = get_profile(profile)
     dev = art.resolve_device(device)
+    env = art.environment(device)  # at the start, so the recorded commit is the one that runs
     kw = dict(cache_dir=cache_dir, seed=seed, device=device, data_dir=data_dir, progress=False)
     steps = [("data", f"data {f}", lambda f=f: art.family_root(f, p, cache_dir, data_dir, device, False))
              for f in FAMILIES]
@@ -365,6 +366,6 @@ def run_chain(profile, cache_dir=None, seed=0, device="auto", data_dir=None, pro
             for s, t in timings.items()]
     name, pdir = f"chain-s{int(seed)}", art.profile_dir(p, cache_dir)
     results = {k: str(pdir / "results" / f"{k}-s{int(seed)}.json") for k in ("matrix", "lowdata")}
-    record = art.make_record(name, p, seed, data_dir, art.environment(device), rows, total_s=total, results=results)
+    record = art.make_record(name, p, seed, data_dir, env, rows, total_s=total, results=results)
     art.write_results(pdir / "results" / f"{name}.json", record)
     return record

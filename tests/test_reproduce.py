@@ -58,6 +58,7 @@ def test_loaded_tables_are_the_cached_results(exported):
     assert len(ref.runs) == 2 + 3 + 2 + 3  # PFM on its 2 sets, 3 baselines, FFT + LoRA, 3 low-data runs
     assert {r["stage"] for r in ref.timings} == {"data", "pretrain", "baselines", "finetune", "matrix", "lowdata"}
     assert ref.meta["timing"]["total_s"] == pytest.approx(sum(r["measured_s"] for r in ref.timings))
+    assert ref.meta["timing"]["unrecorded_stages"] == []  # the chain ran in full in one call
     assert ref.meta["profile_settings"] == TINY.settings() and ref.meta["git_commits"] is not None
     text = ref.describe()
     assert "profile 'tiny'" in text and "4 training and 2 test samples" in text
@@ -236,3 +237,18 @@ def test_default_results_dir_finds_the_repository_from_a_staging_tree(tmp_path, 
     assert default_results_dir() == Path(__file__).resolve().parents[1] / "results"
     monkeypatch.setenv("FWI_TEACH_RESULTS", str(tmp_path / "elsewhere"))
     assert default_results_dir() == tmp_path / "elsewhere"
+
+
+def test_stages_done_by_an_earlier_chain_call_are_not_reported_as_zero(exported, tmp_path):
+    cache = exported[0]
+    chain = cache / "tiny" / "results" / "chain-s0.json"
+    record = json.loads(chain.read_text())
+    for row in record["rows"]:  # as left by a later call that found everything cached
+        row["wall_time_s"] = 0.0
+    chain.write_text(json.dumps(record))
+    ref = load_reference_results("tiny", export_results(TINY, tmp_path, cache_dir=cache, figures=False).parent)
+    rows = {r["stage"]: r for r in ref.timings}
+    assert rows["data"]["measured_s"] is None and rows["matrix"]["measured_s"] is None
+    assert rows["pretrain"]["measured_s"] > 0 and "earlier chain call" in rows["data"]["source"]
+    assert ref.meta["timing"]["unrecorded_stages"] == ["data", "matrix"]
+    assert "(not recorded: data, matrix)" in ref.describe()
