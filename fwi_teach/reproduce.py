@@ -114,9 +114,9 @@ def default_results_dir() -> Path:
     return next((c for c in candidates if c.is_dir()), candidates[0] if candidates else Path.cwd() / "results")
 
 
-def _record(pdir, name, profile, data_dir, required=True):
+def _record(pdir, name, profile, data_dir):
     record = art.read_results(pdir / f"{name}.json", profile, data_dir)
-    if record is None and required:
+    if record is None:
         raise FileNotFoundError(f"no results for {name!r} in {pdir}; run `fwi-teach reproduce --profile "
                                 f"{profile.name}` (or the missing experiment) first")
     return record
@@ -197,8 +197,7 @@ def export_results(profile, results_dir=None, cache_dir=None, seed=0, data_dir=N
     tmp = final.with_name(f".{p.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "figures").mkdir(parents=True)
-    art.write_results(tmp / "meta.json", {**meta, "rows": []})
-    (tmp / "meta.csv").unlink()
+    (tmp / "meta.json").write_text(json.dumps({**meta, "rows": []}, indent=1, default=str) + "\n")
     for name in _TABLES:
         art.write_results(tmp / f"{name}.json", {"format": RESULTS_FORMAT, "profile": p.name, "name": name,
                                                  "rows": getattr(ref, name)})
