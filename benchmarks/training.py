@@ -1,10 +1,21 @@
-"""Training benchmark: FFT vs LoRA throughput and memory, and the overhead of ``fit``.
+"""Training benchmark: FFT vs LoRA step time, throughput and memory, and the overhead of ``fit``.
 
-Prints, in one run, for the full-size InversionNet (width 1.0, input 1000 x 70,
-24.4 M parameters) on synthetic in-memory tensors (``TensorDataset``, so data
-loading is not measured):
+Prints, in one run:
 
-1. samples/s, seconds per step and peak memory of full fine-tuning (FFT) and of
+1. seconds per training step (forward, backward, AdamW step) of full fine-tuning and
+   of LoRA at the cpu profile (InversionNet width 0.25, input 250 x 70, rank 4,
+   batch 8) and at full width (width 1.0, input 1000 x 70, rank 16, batch 8), in one
+   process with the methods interleaved step by step (so a change of machine load
+   hits all of them alike): the median and quartiles over the rounds after two warm-up
+   rounds, and LoRA's time as a share of FFT's. LoRA is peft's, as the experiments
+   use it, in the course's lean computation (``lora``) and in the textbook form
+   (``lora-textbook``), and the lean from-scratch layers (``lora-scratch``). Target:
+   lean LoRA <= FFT at both settings.
+
+For the full-size InversionNet (24.4 M parameters) on synthetic in-memory tensors
+(``TensorDataset``, so data loading is not measured), it then prints:
+
+2. samples/s, seconds per step and peak memory of full fine-tuning (FFT) and of
    LoRA (``apply_lora`` with ``LoraSettings(rank=16)``) at two batch sizes, on
    the CPU and, when one is present, on the GPU. Each configuration runs in a
    fresh process (so the resident-memory figure is not flattered by memory an
@@ -14,7 +25,7 @@ loading is not measured):
    account: parameters + gradients + optimizer state + saved activations +
    batch), then that account's parts, then ``rss+``, the rise of the process's
    resident memory during ``fit``.
-2. the overhead of :func:`fwi_teach.training.fit` against a bare PyTorch loop
+3. the overhead of :func:`fwi_teach.training.fit` against a bare PyTorch loop
    (same model, data, batch size and number of steps; AdamW + L1), alternating
    the two (3 runs each, 2 with ``--quick``); every run's wall time is printed
    and the overhead is given fastest-vs-fastest and median-vs-median. Target:
@@ -23,8 +34,8 @@ loading is not measured):
 
 Usage::
 
-    python benchmarks/training.py            # batch 8 and 32 (about 4 min on 2 idle CPU cores)
-    python benchmarks/training.py --quick    # batch 4 and 8, shorter overhead check (about 1.5 min)
+    python benchmarks/training.py            # batch 8 and 32 (about 5 min on 2 idle CPU cores)
+    python benchmarks/training.py --quick    # batch 4 and 8, fewer rounds, shorter overhead check (about 2 min)
     python benchmarks/training.py --devices cpu --batch-sizes 8 32 --steps 3
 """
 from __future__ import annotations
@@ -48,6 +59,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from fwi_teach.lora import LoraSettings, apply_lora  # noqa: E402
+from fwi_teach.memory import method_model, time_steps  # noqa: E402
 from fwi_teach.models import InversionNet  # noqa: E402
 from fwi_teach.training import TrainConfig, fit  # noqa: E402
 
@@ -78,6 +90,23 @@ def worker_config(device: str, method: str, batch: int, steps: int) -> dict:
             "s_per_step": warm["train_time_s"] / warm["steps"], "peak_mb": res.peak_memory_mb,
             "memory_kind": res.memory_kind, "breakdown": res.memory_breakdown_mb, "rss_mb": res.rss_peak_delta_mb,
             "amp": res.amp}
+
+
+#: The two settings of the step-time comparison: width, time samples, LoRA rank, batch, rounds.
+STEP_SETUPS = {"cpu profile": (0.25, 250, 4, 8, 40), "full width": (1.0, 1000, 16, 8, 8)}
+STEP_METHODS = {"fft": "fft", "lora": "lora-peft", "lora-textbook": "lora-peft-textbook",
+                "lora-scratch": "lora-scratch"}
+
+
+def worker_steps(setup: str, rounds: int) -> dict:
+    """Seconds per training step of each of STEP_METHODS, interleaved round by round in this process."""
+    width, length, rank, batch, _ = STEP_SETUPS[setup]
+    torch.manual_seed(0)
+    base = InversionNet(width_multiplier=width, input_length=length)
+    models = {name: method_model(method, base, rank) for name, method in STEP_METHODS.items()}
+    trainable = {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m in models.items()}
+    times = time_steps(models, batch, (5, length, 70), rounds=rounds)
+    return {"setup": setup, "batch": batch, "rank": rank, "times": times, "trainable": trainable}
 
 
 def _bare_loop(model, data, batch: int, device: torch.device) -> None:
@@ -144,7 +173,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.worker:
         kind, device, *rest = args.worker
-        if kind == "config":  # config DEVICE METHOD BATCH STEPS
+        if kind == "steps":  # steps SETUP ROUNDS
+            out = worker_steps(device, int(rest[0]))
+        elif kind == "config":  # config DEVICE METHOD BATCH STEPS
             out = worker_config(device, rest[0], int(rest[1]), int(rest[2]))
         else:  # overhead DEVICE BATCH STEPS REPEATS
             out = worker_overhead(device, *(int(v) for v in rest))
@@ -154,6 +185,25 @@ def main(argv=None) -> None:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     batches = args.batch_sizes or ([4, 8] if args.quick else [8, 32])
     steps = args.steps or 1
+    t_start = time.perf_counter()
+    print(f"Seconds per training step, methods interleaved in one process; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads; {_load()}")
+    verdicts = []
+    for setup, (width, length, rank, batch, rounds) in STEP_SETUPS.items():
+        rounds = max(4, rounds // 2) if args.quick else rounds
+        r = _run_worker(["steps", setup, str(rounds)])
+        fft = statistics.median(r["times"]["fft"])
+        print(f"  {setup} (width {width:g}, input 5 x {length} x 70, rank {rank}, batch {batch}, {rounds} rounds):")
+        for name, ts in r["times"].items():
+            q = statistics.quantiles(ts, n=4)
+            med = statistics.median(ts)
+            print(f"    {name:<14} {r['trainable'][name]:>11,d} trainable  median {med:7.4f} s/step "
+                  f"(quartiles {q[0]:.4f}-{q[2]:.4f})  {med / fft:5.2f}x FFT", flush=True)
+        lean = statistics.median(r["times"]["lora"])
+        verdicts.append((setup, lean / fft))
+    print(f"  target lean LoRA (peft) <= FFT per step: {'met' if all(v <= 1.0 for _, v in verdicts) else 'NOT met'} "
+          f"({'; '.join(f'{s}: lora {v:.2f}x FFT' for s, v in verdicts)})")
+    print()
     print(f"InversionNet width 1.0, input (5, 1000, 70); synthetic TensorDataset; torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads; {steps} step(s) per epoch, throughput from the warm 2nd epoch")
     print(f"{_load()} (timings on a shared machine move with its load)")
@@ -161,7 +211,6 @@ def main(argv=None) -> None:
               f"{'peak MB':>8}  {'params':>6} {'grads':>6} {'optim':>6} {'activ':>7} {'batch':>6} {'rss+ MB':>8}")
     print(header)
     print("-" * len(header))
-    t_start = time.perf_counter()
     for device in devices:
         for batch in batches:
             for method in ("fft", "lora"):

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -215,9 +214,11 @@ def load_model(spec, profile, cache_dir=None, seed=0, fraction=1.0):
     model = network(p)
     if kind != "lora":
         return load_weights(model, weights).eval()
+    from .adapters import check_adapter
     from .lora import load_peft_adapter
 
     load_weights(model, profile_dir(p, cache_dir) / "models" / run_name("pfm", seed=seed) / "model.pt")
+    check_adapter(model, weights, spec)
     return load_peft_adapter(model, weights).eval()
 
 
@@ -368,7 +369,8 @@ def save_model(model, folder, lora=False) -> dict:
     """Save the weights of a trained model into ``folder``; return the paths as strings.
 
     Plain networks: ``model.pt`` (a state dict, CPU tensors). LoRA (a peft model): the
-    adapter through ``save_pretrained`` into ``adapter/`` (written beside it, then renamed).
+    adapter and its metadata (:func:`fwi_teach.adapters.save_adapter`) into ``adapter/``
+    (written beside it, then renamed).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -376,12 +378,9 @@ def save_model(model, folder, lora=False) -> dict:
         path = folder / "model.pt"
         _atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
         return {"model": str(path)}
-    final, tmp = folder / "adapter", folder / f".adapter.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return {"adapter": str(final)}
+    from .adapters import save_adapter
+
+    return {"adapter": str(save_adapter(model, folder / "adapter"))}
 
 
 def print_rows(rows, columns=("experiment", "eval_family", "mae", "rmse", "ssim", "trainable_params"),

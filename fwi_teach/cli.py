@@ -153,16 +153,19 @@ def _experiment_arguments(p) -> None:
 
 def _run_reproduce(args) -> int:
     from .profiles import estimate_minutes, get_profile
-    from .reproduce import load_reference_results, reproduce, update_readme
+    from .reproduce import load_reference_results, refresh_memory, reproduce, update_readme
 
     p = get_profile(args.profile)
-    if p.n_train is not None:
+    if args.memory_only:
+        folder = refresh_memory(p.name, args.results_dir)
+    elif p.n_train is not None:
         print(f"reproducing the paper at profile {p.name!r}: about {estimate_minutes(p, 'cpu'):.0f} min on 2 CPU "
               f"cores or {estimate_minutes(p, 'cuda'):.0f} min on one GPU (cost model); resumable, rerun to continue",
               flush=True)
-    folder = reproduce(p, results_dir=args.results_dir, cache_dir=args.cache_dir, seed=args.seed,
-                       device=args.device, data_dir=args.data_dir, progress=not args.no_progress,
-                       figures=not args.no_figures)
+    if not args.memory_only:
+        folder = reproduce(p, results_dir=args.results_dir, cache_dir=args.cache_dir, seed=args.seed,
+                           device=args.device, data_dir=args.data_dir, progress=not args.no_progress,
+                           figures=not args.no_figures)
     ref = load_reference_results(p.name, folder.parent)
     print(ref.describe())
     for claim in ref.claims():
@@ -187,6 +190,9 @@ def _add_reproduce(subparsers) -> None:
     p.add_argument("--no-figures", action="store_true", help="do not draw figures/*.png")
     p.add_argument("--update-readme", action="store_true",
                    help="rewrite the README's generated 'what reproduces' block from these results")
+    p.add_argument("--memory-only", action="store_true",
+                   help="train nothing: recompute the memory table of the existing RESULTS_DIR/PROFILE with the "
+                        "current code and re-judge its claims")
     _experiment_arguments(p)
     p.set_defaults(func=_run_reproduce)
 

@@ -22,6 +22,15 @@ Two implementations that compute the same thing:
   That registration is not saved with the adapter: load with
   :func:`load_peft_adapter`, which registers it again.
 
+The computation (``LoraSettings.lean``)
+---------------------------------------
+Written as above, a LoRA layer runs three convolutions and keeps more activations
+for backward than full fine-tuning does. By default (``lean=True``) both
+implementations compute the same function as one convolution with the merged
+weight ``W + scaling * B A`` and a frozen batch norm as one affine map
+(:mod:`fwi_teach.lora_lean`): fewer saved activations than full fine-tuning and no
+slower per step. ``lean=False`` keeps the textbook form, for teaching and comparison.
+
 Batch normalisation (``LoraSettings.train_batchnorm``)
 ------------------------------------------------------
 ``False`` (default): BN scale/shift are frozen and every BatchNorm2d becomes a
@@ -42,6 +51,7 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
+from fwi_teach.lora_lean import frozen_batch_norm, lean_batch_norm_supported, lean_conv_supported, merged_lora_conv
 from fwi_teach.models import count_parameters
 
 __all__ = [
@@ -63,7 +73,8 @@ def _check_rank_dropout(rank, dropout) -> None:
 class _LoRAConvBase(nn.Module):
     """Shared logic of the from-scratch LoRA conv layers (frozen ``base`` + ``lora_A`` + ``lora_B``)."""
 
-    def __init__(self, base: nn.Module, rank: int, alpha: float, dropout: float, base_type: type):
+    def __init__(self, base: nn.Module, rank: int, alpha: float, dropout: float, base_type: type,
+                 lean: bool = True):
         super().__init__()
         if type(base) is not base_type:
             raise TypeError(f"base is a {type(base).__name__}; {type(self).__name__} wraps an nn.{base_type.__name__}")
@@ -76,6 +87,7 @@ class _LoRAConvBase(nn.Module):
         self.rank, self.alpha, self.scaling = int(rank), float(alpha), float(alpha) / int(rank)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
+        self.lean = bool(lean)
 
     def _init_adapters(self) -> None:
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))  # PyTorch's default conv init
@@ -86,10 +98,12 @@ class _LoRAConvBase(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
         if self.merged:
-            return out
-        return out + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling
+            return self.base(x)
+        if self.lean and lean_conv_supported(self.base, self.dropout):
+            # The same function, as one merged-weight convolution that saves less (fwi_teach.lora_lean).
+            return merged_lora_conv(x, self.base, self.lora_A.weight, self.lora_B.weight, self.scaling)
+        return self.base(x) + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling  # the textbook form
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -108,7 +122,7 @@ class _LoRAConvBase(nn.Module):
         self.merged = False
 
     def extra_repr(self) -> str:
-        return f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
+        return f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}, lean={self.lean}"
 
 
 class LoRAConv2d(_LoRAConvBase):
@@ -124,10 +138,15 @@ class LoRAConv2d(_LoRAConvBase):
         The update is scaled by ``alpha / rank``.
     dropout : float, default 0.0
         Dropout applied to the input of the adapter branch only.
+    lean : bool, default True
+        Compute the layer as one convolution with the merged weight, which keeps less for
+        backward (:func:`fwi_teach.lora_lean.merged_lora_conv`); ``False`` is the textbook
+        two-branch form ``base(x) + scaling * B(A(x))``. Same outputs up to rounding;
+        with dropout the textbook form is used.
     """
 
-    def __init__(self, base: nn.Conv2d, rank: int, alpha: float, dropout: float = 0.0):
-        super().__init__(base, rank, alpha, dropout, nn.Conv2d)
+    def __init__(self, base: nn.Conv2d, rank: int, alpha: float, dropout: float = 0.0, lean: bool = True):
+        super().__init__(base, rank, alpha, dropout, nn.Conv2d, lean)
         self.lora_A = nn.Conv2d(base.in_channels, self.rank, base.kernel_size, base.stride, base.padding,
                                 dilation=base.dilation, padding_mode=base.padding_mode, bias=False)
         self.lora_B = nn.Conv2d(self.rank, base.out_channels, 1, bias=False)
@@ -146,8 +165,8 @@ class LoRAConvTranspose2d(_LoRAConvBase):
     ``rank -> out`` (weight ``(rank, out, 1, 1)``). Parameters as :class:`LoRAConv2d`.
     """
 
-    def __init__(self, base: nn.ConvTranspose2d, rank: int, alpha: float, dropout: float = 0.0):
-        super().__init__(base, rank, alpha, dropout, nn.ConvTranspose2d)
+    def __init__(self, base: nn.ConvTranspose2d, rank: int, alpha: float, dropout: float = 0.0, lean: bool = True):
+        super().__init__(base, rank, alpha, dropout, nn.ConvTranspose2d, lean)
         self.lora_A = nn.ConvTranspose2d(base.in_channels, self.rank, base.kernel_size, base.stride,
                                          base.padding, output_padding=base.output_padding,
                                          dilation=base.dilation, bias=False)
@@ -160,10 +179,22 @@ class LoRAConvTranspose2d(_LoRAConvBase):
 
 
 class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d that always normalises with its stored running statistics (stays in eval mode)."""
+    """BatchNorm2d that always normalises with its stored running statistics (stays in eval mode).
+
+    With a frozen scale it is computed as the affine map ``x * s + t``
+    (:func:`fwi_teach.lora_lean.frozen_batch_norm`), so autograd keeps no copy of its
+    input; set the attribute ``lean = False`` for ``F.batch_norm`` (which keeps one).
+    """
+
+    lean = True
 
     def train(self, mode: bool = True) -> "FrozenStatsBatchNorm2d":
         return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lean and lean_batch_norm_supported(self):
+            return frozen_batch_norm(x, self)
+        return super().forward(x)
 
 
 @dataclass
@@ -182,6 +213,11 @@ class LoraSettings:
         conv modules (``"deconv1_1.layers.0"``).
     train_batchnorm : bool, default False
         See the module docstring.
+    lean : bool, default True
+        The memory-lean computation (:mod:`fwi_teach.lora_lean`): merged-weight
+        convolutions and frozen batch norms that keep no copy of their input. ``False``
+        is the textbook form (for teaching and for comparison); the outputs agree to
+        float rounding and the adapter weights are the same.
     bias : {"none", "all", "lora_only"}, default "none"
         ``"all"``: every parameter called ``bias`` is trained (conv biases and BN
         shifts); ``"lora_only"``: the biases of the adapted convolutions.
@@ -193,6 +229,7 @@ class LoraSettings:
     target: Union[str, Sequence[str]] = "all"
     train_batchnorm: bool = False
     bias: str = "none"
+    lean: bool = True
 
     def __post_init__(self):
         _check_rank_dropout(self.rank, self.dropout)
@@ -233,10 +270,11 @@ def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def _freeze_batchnorm_stats(model: nn.Module) -> None:
+def _freeze_batchnorm_stats(model: nn.Module, lean: bool = True) -> None:
     for m in model.modules():
-        if type(m) is nn.BatchNorm2d:
+        if type(m) in (nn.BatchNorm2d, FrozenStatsBatchNorm2d):
             m.__class__ = FrozenStatsBatchNorm2d
+            m.lean = bool(lean)
             m.eval()
 
 
@@ -268,7 +306,7 @@ def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> nn.Mod
     for name in names:
         base = model.get_submodule(name)
         cls = LoRAConv2d if type(base) is nn.Conv2d else LoRAConvTranspose2d
-        _set_submodule(model, name, cls(base, settings.rank, settings.alpha, settings.dropout))
+        _set_submodule(model, name, cls(base, settings.rank, settings.alpha, settings.dropout, settings.lean))
         if settings.bias == "lora_only" and base.bias is not None:
             base.bias.requires_grad_(True)
     if settings.bias == "all":
@@ -282,7 +320,7 @@ def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> nn.Mod
         elif isinstance(m, nn.BatchNorm2d) and settings.train_batchnorm:
             m.requires_grad_(True)
     if not settings.train_batchnorm:
-        _freeze_batchnorm_stats(model)
+        _freeze_batchnorm_stats(model, settings.lean)
     return model
 
 
@@ -317,6 +355,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
     for m in model.modules():
         if type(m) is FrozenStatsBatchNorm2d:
             m.__class__ = nn.BatchNorm2d
+            m.__dict__.pop("lean", None)
     return model.requires_grad_(True)
 
 

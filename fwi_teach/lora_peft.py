@@ -19,9 +19,54 @@ import torch
 from torch import nn
 
 from fwi_teach.lora import LoraSettings, _freeze_batchnorm_stats, _target_names
+from fwi_teach.lora_lean import lean_conv_supported, merged_lora_conv
 from fwi_teach.models import INVERSIONNET_BLOCKS
 
-__all__ = ["peft_lora_config", "apply_peft_lora", "load_peft_adapter", "peft_conv_transpose_class"]
+__all__ = ["peft_lora_config", "apply_peft_lora", "load_peft_adapter", "peft_conv_transpose_class",
+           "peft_conv2d_class", "set_lean"]
+
+
+def _lean_forward(layer, x, args, kwargs):
+    """The lean computation of a peft conv LoRA layer, or ``None`` where peft's own forward must run.
+
+    It applies when exactly one adapter is active, is plain LoRA (no DoRA), has no
+    dropout, and the layer is neither merged nor disabled: then the output is
+    :func:`fwi_teach.lora_lean.merged_lora_conv` of that adapter, the function peft computes
+    as ``base(x) + scaling * B(A(dropout(x)))``.
+    """
+    if not getattr(layer, "lean", False) or args or kwargs or layer.disable_adapters or layer.merged:
+        return None
+    active = [a for a in layer.active_adapters if a in layer.lora_A.keys()]
+    if len(active) != 1 or active[0] in layer.lora_variant:
+        return None
+    name, base = active[0], layer.get_base_layer()
+    if not lean_conv_supported(base, layer.lora_dropout[name]):
+        return None
+    return merged_lora_conv(x, base, layer.lora_A[name].weight, layer.lora_B[name].weight, layer.scaling[name])
+
+
+@functools.lru_cache(maxsize=None)
+def peft_conv2d_class() -> type:
+    """peft's LoRA layer for ``nn.Conv2d`` with the lean forward (builds on first use; imports peft).
+
+    Same adapter weights, names and file format as ``peft.tuners.lora.layer.Conv2d``;
+    only the computation differs (set the attribute ``lean = False`` for peft's own).
+    """
+    from peft.tuners.lora.layer import Conv2d
+
+    class PeftLeanConv2d(Conv2d):
+        lean = True
+
+        def forward(self, x, *args, **kwargs):
+            out = _lean_forward(self, x, args, kwargs)
+            return super().forward(x, *args, **kwargs) if out is None else out
+
+        def __repr__(self) -> str:
+            return "lora.Conv2d(" + super().__repr__().split("(", 1)[1]
+
+    PeftLeanConv2d.__qualname__ = "PeftLeanConv2d"
+    PeftLeanConv2d.__module__ = __name__
+    return PeftLeanConv2d
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,6 +82,8 @@ def peft_conv_transpose_class() -> type:
     from peft.tuners.lora.layer import _ConvNd
 
     class PeftLoraConvTranspose2d(_ConvNd):
+        lean = True
+
         def __init__(self, base_layer, adapter_name, config, r=0, lora_alpha=1, **kwargs):
             base = base_layer.get_base_layer() if hasattr(base_layer, "get_base_layer") else base_layer
             if base.groups != 1:
@@ -55,6 +102,10 @@ def peft_conv_transpose_class() -> type:
             base = self.get_base_layer()
             self.lora_A[adapter_name].output_padding = base.output_padding
             self.lora_A[adapter_name].dilation = base.dilation
+
+        def forward(self, x, *args, **kwargs):
+            out = _lean_forward(self, x, args, kwargs)
+            return super().forward(x, *args, **kwargs) if out is None else out
 
         def get_delta_weight(self, adapter) -> torch.Tensor:
             a = self.lora_A[adapter].weight
@@ -75,6 +126,8 @@ def __getattr__(name: str):
     # Lazy module attribute (PEP 562): importing this module (or fwi_teach.lora) does not import peft.
     if name == "PeftLoraConvTranspose2d":
         return peft_conv_transpose_class()
+    if name == "PeftLeanConv2d":
+        return peft_conv2d_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -115,8 +168,28 @@ def peft_lora_config(settings: LoraSettings | None = None, model: nn.Module | No
     config = LoraConfig(r=int(settings.rank), lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=_peft_target(settings, model), bias=settings.bias,
                         modules_to_save=bn_names)
-    config._register_custom_module({nn.ConvTranspose2d: peft_conv_transpose_class()})
+    _register_layers(config)
     return config
+
+
+def _register_layers(config) -> None:
+    # peft's experimental custom-module registry is consulted before its own layer table.
+    config._register_custom_module({nn.Conv2d: peft_conv2d_class(), nn.ConvTranspose2d: peft_conv_transpose_class()})
+
+
+def set_lean(model: nn.Module, lean: bool = True) -> nn.Module:
+    """Switch every LoRA conv layer and frozen batch norm of ``model`` to the lean (or textbook) computation.
+
+    Works on peft models and on models adapted with :func:`fwi_teach.lora.apply_lora`;
+    the outputs agree to float rounding either way (see :mod:`fwi_teach.lora_lean`).
+    """
+    from fwi_teach.lora import FrozenStatsBatchNorm2d, _LoRAConvBase
+
+    for m in model.modules():
+        if isinstance(m, (FrozenStatsBatchNorm2d, _LoRAConvBase)) or type(m) in (peft_conv2d_class(),
+                                                                                 peft_conv_transpose_class()):
+            m.lean = bool(lean)
+    return model
 
 
 def apply_peft_lora(model: nn.Module, settings: LoraSettings | None = None):
@@ -140,11 +213,12 @@ def apply_peft_lora(model: nn.Module, settings: LoraSettings | None = None):
     settings = settings or LoraSettings()
     config = peft_lora_config(settings, model)
     if not settings.train_batchnorm:
-        _freeze_batchnorm_stats(model)
-    return get_peft_model(model, config)
+        _freeze_batchnorm_stats(model, settings.lean)
+    return set_lean(get_peft_model(model, config), settings.lean)
 
 
-def load_peft_adapter(base_model: nn.Module, path: str | os.PathLike, is_trainable: bool = False):
+def load_peft_adapter(base_model: nn.Module, path: str | os.PathLike, is_trainable: bool = False,
+                      adapter_name: str = "default"):
     """Load an adapter saved by ``PeftModel.save_pretrained`` onto ``base_model``.
 
     Re-registers the ConvTranspose2d LoRA layer (peft does not save that
@@ -152,6 +226,8 @@ def load_peft_adapter(base_model: nn.Module, path: str | os.PathLike, is_trainab
     hold exactly the pretrained weights the adapter was trained on. If the
     adapter was trained with frozen BatchNorm (no ``modules_to_save``), the BN
     layers of ``base_model`` become :class:`FrozenStatsBatchNorm2d` (same weights).
+    The LoRA layers use the lean computation (:func:`set_lean`). To attach several
+    adapters to one PFM, checked against it, see :func:`fwi_teach.adapters.load_adapters`.
 
     Raises
     ------
@@ -164,7 +240,9 @@ def load_peft_adapter(base_model: nn.Module, path: str | os.PathLike, is_trainab
         raise FileNotFoundError(f"{os.fspath(path)!r} has no adapter_config.json; pass the directory given "
                                 f"to save_pretrained()")
     config = LoraConfig.from_pretrained(os.fspath(path))
-    config._register_custom_module({nn.ConvTranspose2d: peft_conv_transpose_class()})
+    _register_layers(config)
     if not config.modules_to_save:
         _freeze_batchnorm_stats(base_model)
-    return PeftModel.from_pretrained(base_model, os.fspath(path), config=config, is_trainable=is_trainable)
+    model = PeftModel.from_pretrained(base_model, os.fspath(path), adapter_name=adapter_name, config=config,
+                                      is_trainable=is_trainable)
+    return set_lean(model, True)

@@ -1,4 +1,4 @@
-"""Figures of experiment results: model comparisons, the evaluation matrix, the low-data sweep.
+"""Figures of experiment results: model comparisons, the evaluation matrix, the low-data sweep, memory.
 
 The functions take the row tables of a results folder
 (:class:`fwi_teach.reproduce.ReferenceResults`, or the ``rows`` of a results record) and
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["METHOD_LABELS", "plot_model_comparison", "plot_evaluation_matrix", "plot_low_data",
-           "plot_openfwi_comparison", "save_reference_figures"]
+           "plot_openfwi_comparison", "plot_memory_breakdown", "save_reference_figures"]
 
 #: Legend labels of the model kinds / methods.
 METHOD_LABELS = {"pfm": "PFM", "baseline": "task-specific (scratch)", "scratch": "task-specific (scratch)",
@@ -149,6 +149,54 @@ def plot_openfwi_comparison(rows, title=None):
     ax.set_ylabel("SSIM")
     ax.legend(fontsize=8)
     ax.set_title(title or "Task-specific InversionNet: this course vs OpenFWI", fontsize=10)
+    return fig
+
+
+def plot_memory_breakdown(accounts: dict, title=None, ax=None):
+    """Stacked bars of one training step's memory per component, one group of bars per batch size.
+
+    Parameters
+    ----------
+    accounts : dict of str to list of fwi_teach.memory.StepMemory
+        Method label -> its accounts at the same batch sizes (:func:`fwi_teach.memory.memory_account`).
+        Extrapolated accounts are hatched.
+    title : str, optional
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    from .memory import COMPONENTS
+
+    if not accounts:
+        raise ValueError("accounts is empty; pass {method: memory_account(...)}")
+    batches = [r.batch_size for r in next(iter(accounts.values()))]
+    if any([r.batch_size for r in rows] != batches for rows in accounts.values()):
+        raise ValueError("every method needs accounts at the same batch sizes")
+    fig, ax = (plt.subplots(figsize=(8, 3.6), constrained_layout=True) if ax is None else (ax.figure, ax))
+    colours = dict(zip(COMPONENTS, ("tab:blue", "tab:purple", "tab:red", "tab:orange", "tab:gray")))
+    n, width = len(accounts), 0.8 / len(accounts)
+    for k, (method, rows) in enumerate(accounts.items()):
+        xpos = np.arange(len(batches)) + (k - (n - 1) / 2) * width
+        bottom = np.zeros(len(rows))
+        for comp in COMPONENTS:
+            gib = np.array([getattr(r, comp) for r in rows]) / 1024
+            bars = ax.bar(xpos, gib, width * 0.92, bottom=bottom, color=colours[comp],
+                          label=comp.replace("_", " ") if k == 0 else None)
+            for bar, r in zip(bars, rows):
+                if not r.measured:
+                    bar.set_hatch("//")
+            bottom += gib
+        for x, top in zip(xpos, bottom):
+            ax.text(x, top, method, rotation=90, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(np.arange(len(batches)), [f"batch {b}" for b in batches])
+    ax.set_ylabel("GiB per training step")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title or "Training memory per step (hatched: extrapolated per sample)")
     return fig
 
 

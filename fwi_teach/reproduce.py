@@ -15,6 +15,9 @@ then :func:`export_results` gathers the cached results into one small folder,
 ``timings.csv``        measured and estimated seconds of each stage
 ``openfwi.csv``        our baselines next to OpenFWI's published InversionNet numbers and
                        the score of a structureless prediction (the training mean map)
+``memory.csv``         the training-memory account per step of FFT and LoRA at the
+                       profile's setting and at full width, batch 256
+                       (:func:`fwi_teach.memory.claim_memory_rows`; claim 3 uses it)
 ``claims.json``        the verdicts of :func:`fwi_teach.claims.evaluate_claims`
 ``summary.md``         the verdicts in words
 ``figures/*.png``      the figures drawn from these files
@@ -38,7 +41,7 @@ from . import artifacts as art
 from .claims import claims_markdown, evaluate_claims, openfwi_comparison
 from .profiles import LOW_DATA_METHODS, get_profile, stage_seconds
 
-__all__ = ["reproduce", "export_results", "load_reference_results", "default_results_dir", "ReferenceResults",
+__all__ = ["reproduce", "export_results", "load_reference_results", "refresh_memory", "default_results_dir", "ReferenceResults",
            "RESULTS_FORMAT", "readme_block", "update_readme"]
 
 RESULTS_FORMAT = 1
@@ -58,6 +61,7 @@ class ReferenceResults:
     timings: list
     openfwi: list
     claims_saved: list = field(default_factory=list)
+    memory: list = field(default_factory=list)
 
     @property
     def settings(self) -> dict:
@@ -191,6 +195,9 @@ def export_results(profile, results_dir=None, cache_dir=None, seed=0, data_dir=N
     ref.openfwi = openfwi_comparison(ref)
     for row in ref.openfwi:  # a prediction without structure, to judge a baseline's SSIM against
         row.update({f"mean_map_{k}": v for k, v in _mean_map_metrics(row["family"], p, cache_dir, data_dir).items()})
+    from .memory import claim_memory_rows
+
+    ref.memory = claim_memory_rows(p.settings())
     claims = evaluate_claims(ref)
 
     final = Path(results_dir or default_results_dir()) / p.name
@@ -198,7 +205,7 @@ def export_results(profile, results_dir=None, cache_dir=None, seed=0, data_dir=N
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "figures").mkdir(parents=True)
     (tmp / "meta.json").write_text(json.dumps({**meta, "rows": []}, indent=1, default=str) + "\n")
-    for name in _TABLES:
+    for name in _TABLES + ("memory",):
         art.write_results(tmp / f"{name}.json", {"format": RESULTS_FORMAT, "profile": p.name, "name": name,
                                                  "rows": getattr(ref, name)})
     art.write_results(tmp / "claims.json", {"format": RESULTS_FORMAT, "profile": p.name, "name": "claims",
@@ -249,8 +256,32 @@ def load_reference_results(profile="cpu", results_dir=None) -> ReferenceResults:
         raise ValueError(f"{folder} has results format {tables['meta'].get('format')!r}; this version of fwi_teach "
                          f"reads format {RESULTS_FORMAT}. Re-export them with `fwi-teach reproduce --profile {name}`")
     meta = {k: v for k, v in tables["meta"].items() if k != "rows"}
+    memory = folder / "memory.json"  # optional: folders exported before it existed have none
     return ReferenceResults(name, folder, meta, *(tables[t]["rows"] for t in _TABLES),
-                            claims_saved=tables["claims"]["rows"])
+                            claims_saved=tables["claims"]["rows"],
+                            memory=json.loads(memory.read_text())["rows"] if memory.is_file() else [])
+
+
+def refresh_memory(profile="cpu", results_dir=None) -> Path:
+    """Recompute a results folder's memory table with the current code; re-judge its claims.
+
+    The memory account does not depend on training, so it can be redone without the
+    cache: writes ``memory.csv`` / ``.json`` and rewrites ``claims.json`` and
+    ``summary.md`` (each file atomically). Returns the folder.
+    """
+    from .data.layout import atomic_write_bytes
+    from .memory import claim_memory_rows
+
+    ref = load_reference_results(profile, results_dir)
+    ref.memory = claim_memory_rows(ref.settings)
+    claims = evaluate_claims(ref)
+    art.write_results(ref.folder / "memory.json", {"format": RESULTS_FORMAT, "profile": ref.profile,
+                                                   "name": "memory", "rows": ref.memory})
+    art.write_results(ref.folder / "claims.json", {"format": RESULTS_FORMAT, "profile": ref.profile, "name": "claims",
+                                                   "rows": [c.to_dict() for c in claims]})
+    atomic_write_bytes(ref.folder / "summary.md", (f"# Results of profile `{ref.profile}`\n\n{ref.describe()}\n\n"
+                                                   + claims_markdown(claims, ref.profile)).encode())
+    return ref.folder
 
 
 def reproduce(profile="cpu", results_dir=None, cache_dir=None, seed=0, device="auto", data_dir=None,

@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 
 from . import metrics as _metrics
 from .data.layout import atomic_write
+from .memory import SavedTensorMeter as _SavedTensorMeter, tensor_bytes
 
 if TYPE_CHECKING:
     from .training import TrainConfig
@@ -132,36 +133,10 @@ def _cpu_state(model: nn.Module) -> dict:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def _nbytes(tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
+_nbytes = tensor_bytes
 
 
 # ----------------------------------------------------------------------------- memory meters
-class _SavedTensorMeter:
-    """Bytes of the storages autograd saves for backward (parameters excluded, each storage once)."""
-
-    def __init__(self, model: nn.Module):
-        self.exclude = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        self.sizes: dict[int, int] = {}
-
-    def pack(self, t: torch.Tensor):
-        try:
-            storage = t.untyped_storage()
-            ptr = storage.data_ptr()
-            if ptr and ptr not in self.exclude:
-                self.sizes[ptr] = max(self.sizes.get(ptr, 0), storage.nbytes())
-        except (RuntimeError, NotImplementedError):
-            pass
-        return t
-
-    @staticmethod
-    def unpack(t):
-        return t
-
-    def hooks(self):
-        return torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
-
-
 class _RssMeter:
     """Peak resident-set growth of this process between ``start`` and ``stop``, in MiB."""
 
