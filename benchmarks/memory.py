@@ -15,6 +15,9 @@ InversionNet with LoRA on all convolutions:
   printed fixed and per-sample parts show the line);
 * on CUDA (when a GPU is present, or with ``--device cuda``) additionally
   ``torch.cuda.max_memory_allocated`` over the measured steps;
+* which operations keep which activations (:func:`fwi_teach.memory.saved_tensors_by_op`,
+  autograd's node names) for each method at width 0.25, batch 8: where LoRA's extra
+  activations come from and what the lean path removes;
 * the targets of the lean path: saved activations <= FFT's and total < FFT's at every
   width, batch and precision.
 
@@ -36,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fwi_teach.memory import METHODS, memory_account, method_model  # noqa: E402
+from fwi_teach.memory import METHODS, memory_account, method_model, saved_tensors_by_op  # noqa: E402
 from fwi_teach.models import InversionNet  # noqa: E402
 
 SETUPS = {0.25: (250, 4, 32), 1.0: (1000, 16, 8)}  # width: (time samples, LoRA rank, measured up to)
@@ -108,6 +111,16 @@ def main(argv=None) -> int:
                     if r.total >= f.total:
                         failures.append(f"width {width:g} {precision} batch {r.batch_size}: {method} total "
                                         f"{r.total:.1f} MiB >= FFT's {f.total:.1f}")
+    if 0.25 in args.widths:
+        length, rank, _ = SETUPS[0.25]
+        torch.manual_seed(0)
+        base = InversionNet(width_multiplier=0.25, input_length=length)
+        print(f"\nsaved activations by operation (autograd node), width 0.25, batch 8, MiB (tensors):")
+        for precision in args.precisions:
+            for method in args.methods:
+                ops = saved_tensors_by_op(method_model(method, base, rank), 8, (5, length, 70), precision=precision)
+                print(f"  {precision} {method:<22} " + ", ".join(f"{k} {v['mib']:.1f} ({v['tensors']})"
+                                                              for k, v in ops.items() if v["mib"] >= 0.05))
     print(f"\ntargets (lean LoRA, scratch and peft): saved activations <= FFT's and total < FFT's at every width, "
           f"batch and precision above: {'met' if not failures else 'NOT met'}")
     for f in failures:

@@ -26,6 +26,9 @@ activations of this fully convolutional network grow exactly linearly with the b
 
 The account counts tensor bytes, as ``torch.cuda.max_memory_allocated`` does, but not
 temporary workspaces; on CUDA :func:`measure_step` also records that allocator peak.
+:func:`saved_tensors_by_op` says which operations keep the saved activations (what the
+textbook LoRA keeps that FFT does not: every frozen batch norm's input, the adapter
+branch's ``A(x)``, and under autocast peft's cast copy of each adapted layer's input);
 :func:`time_steps` times training steps of several models, interleaved step by step.
 """
 from __future__ import annotations
@@ -39,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["COMPONENTS", "METHODS", "SavedTensorMeter", "StepMemory", "tensor_bytes", "measure_step",
-           "memory_account", "method_model", "FULL_WIDTH", "claim_memory_rows", "time_steps"]
+           "memory_account", "method_model", "FULL_WIDTH", "claim_memory_rows", "time_steps",
+           "saved_tensors_by_op"]
 
 MIB = 2.0 ** 20
 #: The parts of one training step's memory, in the order figures stack them.
@@ -293,3 +297,52 @@ def time_steps(models: dict, batch_size: int, input_shape, output_shape=(1, 70, 
             optimizer.zero_grad(set_to_none=True)
             times[name].append(time.perf_counter() - start)
     return {name: t[int(warmup):] for name, t in times.items()}
+
+
+def saved_tensors_by_op(model: nn.Module, batch_size: int, input_shape, precision: str = "fp32",
+                        seed: int = 0) -> dict:
+    """Which operations keep which activations: MiB of saved tensors per autograd node type.
+
+    Runs one forward pass of ``model`` (training mode, random input) and walks its
+    autograd graph, reading every node's saved tensors (``node._saved_*``) before the
+    backward pass frees them. Each storage is counted once, for the first node found that
+    keeps it; parameters are excluded. The sum equals what :class:`SavedTensorMeter`
+    counts for the same pass. Names are autograd's, for example
+    ``ConvolutionBackward0`` (a convolution's input and, for LoRA, its merged weight),
+    ``NativeBatchNormBackward0`` (a training-mode or ``F.batch_norm`` batch norm's input)
+    or ``LeakyReluBackward1`` (an in-place activation's output).
+
+    Returns
+    -------
+    dict
+        Node type -> ``{"mib": float, "tensors": int}``, largest first.
+    """
+    amp = _check_precision(precision)
+    net = model.train()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(int(batch_size), *input_shape, generator=gen)
+    exclude = {p.untyped_storage().data_ptr() for p in net.parameters()}
+    with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+        out = net(x).float().sum()
+    seen, found, stack, visited = set(exclude), {}, [out.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in visited:
+            continue
+        visited.add(node)
+        for attr in dir(node):
+            if not attr.startswith("_saved_"):
+                continue
+            try:
+                value = getattr(node, attr)
+            except RuntimeError:
+                continue
+            for t in (value if isinstance(value, (tuple, list)) else (value,)):
+                if torch.is_tensor(t) and t.untyped_storage().data_ptr() not in seen:
+                    seen.add(t.untyped_storage().data_ptr())
+                    entry = found.setdefault(node.name(), {"mib": 0.0, "tensors": 0})
+                    entry["mib"] += t.untyped_storage().nbytes() / MIB
+                    entry["tensors"] += 1
+        stack.extend(n for n, _ in node.next_functions)
+    del out
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]["mib"]))

@@ -176,7 +176,7 @@ def plot_memory_breakdown(accounts: dict, title=None, ax=None):
     batches = [r.batch_size for r in next(iter(accounts.values()))]
     if any([r.batch_size for r in rows] != batches for rows in accounts.values()):
         raise ValueError("every method needs accounts at the same batch sizes")
-    fig, ax = (plt.subplots(figsize=(8, 3.6), constrained_layout=True) if ax is None else (ax.figure, ax))
+    fig, ax = (plt.subplots(figsize=(10, 4.2), constrained_layout=True) if ax is None else (ax.figure, ax))
     colours = dict(zip(COMPONENTS, ("tab:blue", "tab:purple", "tab:red", "tab:orange", "tab:gray")))
     n, width = len(accounts), 0.8 / len(accounts)
     for k, (method, rows) in enumerate(accounts.items()):
@@ -186,17 +186,20 @@ def plot_memory_breakdown(accounts: dict, title=None, ax=None):
             gib = np.array([getattr(r, comp) for r in rows]) / 1024
             bars = ax.bar(xpos, gib, width * 0.92, bottom=bottom, color=colours[comp],
                           label=comp.replace("_", " ") if k == 0 else None)
-            for bar, r in zip(bars, rows):
-                if not r.measured:
-                    bar.set_hatch("//")
+            if comp in ("saved_activations", "batch"):  # the parts that are extrapolated
+                for bar, r in zip(bars, rows):
+                    if not r.measured:
+                        bar.set_hatch("//")
+                        bar.set_edgecolor("white")
+                        bar.set_linewidth(0)
             bottom += gib
         for x, top in zip(xpos, bottom):
-            ax.text(x, top, method, rotation=90, ha="center", va="bottom", fontsize=7)
+            ax.text(x, top, f" {method}", rotation=90, ha="center", va="bottom", fontsize=8)
     ax.set_xticks(np.arange(len(batches)), [f"batch {b}" for b in batches])
     ax.set_ylabel("GiB per training step")
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
     ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(title or "Training memory per step (hatched: extrapolated per sample)")
+    ax.set_title((title or "Training memory per step") + "  (hatched: extrapolated per sample)")
     return fig
 
 

@@ -8,7 +8,7 @@ from torch import nn
 from fwi_teach.lora import FrozenStatsBatchNorm2d, LoraSettings, apply_lora, apply_peft_lora
 from fwi_teach.lora_lean import frozen_batch_norm, lean_conv_supported, merged_lora_conv
 from fwi_teach.lora_peft import set_lean
-from fwi_teach.memory import COMPONENTS, memory_account, measure_step, method_model
+from fwi_teach.memory import COMPONENTS, memory_account, measure_step, method_model, saved_tensors_by_op
 from fwi_teach.models import InversionNet
 
 torch.set_num_threads(2)
@@ -166,3 +166,23 @@ def test_frozen_stats_batch_norm_lean_switch_changes_only_the_computation():
     bn.lean = False
     text = bn(x)
     assert not bn.training and torch.allclose(lean, text, atol=1e-6)
+
+
+def test_saved_tensors_by_op_names_what_the_lean_path_removes():
+    torch.manual_seed(0)
+    base = InversionNet(width_multiplier=0.25, input_length=SHAPE[1])
+    by_op = {m: saved_tensors_by_op(method_model(m, base, 4), 4, SHAPE)
+             for m in ("fft", "lora-scratch-textbook", "lora-scratch")}
+    # FFT and textbook LoRA keep every batch norm's input; the lean frozen batch norm keeps none
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in base.modules())
+    for m in ("fft", "lora-scratch-textbook"):
+        bn = by_op[m]["NativeBatchNormBackward0"]
+        assert bn["tensors"] >= n_bn and bn["mib"] > 0.3 * sum(v["mib"] for v in by_op[m].values()), m
+    assert "NativeBatchNormBackward0" not in by_op["lora-scratch"]
+    # the textbook adapter branch keeps more convolution inputs (A(x) for the 1 x 1 layer B)
+    conv = {m: ops["ConvolutionBackward0"]["mib"] for m, ops in by_op.items()}
+    assert conv["lora-scratch-textbook"] > conv["fft"]
+    # the walk finds what the meter counts (the meter also counts the loss's inputs)
+    for m, ops in by_op.items():
+        meter = measure_step(method_model(m, base, 4), 4, SHAPE)["saved_activations"]
+        assert sum(v["mib"] for v in ops.values()) == pytest.approx(meter, rel=0.02), m
