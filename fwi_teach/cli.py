@@ -38,7 +38,10 @@ def subcommand(register: Callable) -> Callable:
 # -- data -------------------------------------------------------------------------------
 def _run_data_generate(args) -> int:
     from .data.generate import generate_dataset
+    from .physics import simulation_engine
 
+    print(f"simulating with the {simulation_engine(args.device or 'cpu')} engine "
+          f"(FWI_TEACH_COMPILE=0 forces the eager path)")
     root = generate_dataset(args.family, args.root, n_train=args.train, n_val=args.val, seed=args.seed,
                             samples_per_file=args.samples_per_file, boundary=args.boundary, device=args.device,
                             batch_size=args.batch_size, progress=not args.no_progress)

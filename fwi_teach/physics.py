@@ -34,6 +34,13 @@ Two absorbing boundaries are available:
     absorb better, but in eager PyTorch its extra fields cost as much as the
     wider sponge.)
 
+Three engines run the same update. Without gradients on CPU, a small C kernel
+(:mod:`fwi_teach.physics_native`, built once with the system C compiler) advances
+each shot through all time steps in cache; on CUDA the step is fused by
+``torch.compile``; otherwise, and whenever gradients are needed, eager PyTorch.
+:func:`simulate` picks the fastest that works and falls back with a one-line
+warning; records agree between engines to float32 rounding.
+
 Gradients with respect to velocity flow through autograd. Memory is bounded by
 checkpointing over segments of time steps (``checkpoint_steps``), so classical
 FWI of a 70 x 70 model fits on a laptop (see :func:`fwi_teach.inversion.fwi`).
@@ -49,6 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from . import physics_native
+
 __all__ = [
     "Acquisition",
     "BOUNDARIES",
@@ -56,6 +65,8 @@ __all__ = [
     "ricker",
     "simulate",
     "damping_profile",
+    "compiled_step_available",
+    "simulation_engine",
 ]
 
 #: Second-derivative stencil, 4th order: centre, first and second neighbour.
@@ -353,9 +364,87 @@ def _step_fused(p, pp, coef_a, coef_b, coef_r):
 _COMPILED: dict = {}
 
 
+def _inductor_cache_dir() -> None:
+    """Keep compiled kernels in the package cache (``$FWI_TEACH_CACHE/inductor``) unless the user chose a place.
+
+    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first compiles; its on-disk
+    caches then let every later process reuse the kernels of a shape it has seen.
+    """
+    import os
+
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        root = os.environ.get("FWI_TEACH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fwi_teach")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(root, "inductor")
+
+
+def _cpu_compiler() -> str | None:
+    """The C++ compiler inductor would find (``$CXX``, g++, c++ or clang++), or None."""
+    import os
+    import shutil
+
+    return next((shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c and shutil.which(c)),
+                None)
+
+
+def compiled_step_available(device="cpu") -> bool:
+    """Whether :func:`simulate` will try the compiled time step on ``device`` by default.
+
+    False when ``FWI_TEACH_COMPILE=0`` is set, when a compilation failed earlier in this
+    process, on CPU without a C++ compiler, and on CUDA without Triton. (A True answer
+    is a precondition; the first compilation itself can still fail, and then
+    :func:`simulate` falls back to the eager path.)
+    """
+    import os
+
+    if os.environ.get("FWI_TEACH_COMPILE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if _COMPILED.get("failed"):
+        return False
+    kind = torch.device(device).type
+    if kind == "cpu":  # the C kernel needs a C compiler, torch.compile a C++ one
+        return physics_native.available() or _cpu_compiler() is not None
+    if kind == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return False
+
+
+def simulation_engine(device="cpu", requires_grad: bool = False) -> str:
+    """The engine :func:`simulate` uses by default for float32 models on ``device``.
+
+    One of ``"C kernel"`` (:mod:`fwi_teach.physics_native`), ``"torch.compile"`` or
+    ``"eager"`` (always, when gradients are needed).
+    """
+    if requires_grad or not compiled_step_available(device):
+        return "eager"
+    if torch.device(device).type == "cpu" and physics_native.available():
+        return "C kernel"
+    return "torch.compile"
+
+
+def _native_ok(v: torch.Tensor) -> bool:
+    """Whether the C kernel runs this float32 CPU batch; warns once if it cannot be built."""
+    if v.device.type != "cpu" or v.dtype != torch.float32:
+        return False
+    if physics_native.available():
+        return True
+    if not _COMPILED.get("native_warned"):
+        import warnings
+
+        _COMPILED["native_warned"] = True
+        warnings.warn(f"fwi_teach.physics: the C time step is not available here ({physics_native.load_error()}); "
+                      f"trying torch.compile, else the eager path (set FWI_TEACH_COMPILE=0 to skip the attempts)",
+                      stacklevel=3)
+    return False
+
+
 def _segment_compiled(pp, p, coef_a, coef_b, coef_r, src_amp, wav, src_index, rec_idx):
     """:func:`_segment_no_grad` with the stencil update fused by ``torch.compile``."""
     if "step" not in _COMPILED:
+        _inductor_cache_dir()
         _COMPILED["step"] = torch.compile(_step_fused, dynamic=False)
     step = _COMPILED["step"]
     n, s, hh, ww = p.shape
@@ -383,7 +472,7 @@ def _coefficients(vp: torch.Tensor, damping: torch.Tensor, acq: Acquisition, kin
 def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str = "thin", *,
              wavelet=None, device=None, batch_size: int | None = None,
              checkpoint_steps: int | None = None, boundary_velocity_mps: float | None = None,
-             compile: bool = False, progress: bool = False):
+             compile: bool | None = None, progress: bool = False):
     """Model shot gathers for one or many velocity models.
 
     Parameters
@@ -401,7 +490,8 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
     device : str or torch.device, optional
         Where to compute; default the input's device (CPU for numpy input).
     batch_size : int, optional
-        Models propagated together; default 4 on CPU and 64 on CUDA.
+        Models propagated together; default 64 on CUDA, 8 on CPU with the C
+        kernel, else 4.
     checkpoint_steps : int, optional
         Time steps per autograd checkpoint segment when gradients are needed
         (default 50); memory then grows with ``nt / checkpoint_steps`` fields.
@@ -410,12 +500,20 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
         minimum (``"openfwi"``, as OpenFWI) or maximum (``"thin"``); autograd
         treats it as a constant. Pass a number to make the forward map exactly
         the function that autograd differentiates (as :func:`fwi` does).
-    compile : bool
-        Fuse the time step with ``torch.compile`` (no-gradient runs only). About
-        3x faster on CPU once compiled, but the first call for each new shape
-        compiles for 20-60 s and needs a C++ compiler; if compilation fails
-        the eager path is used with a warning. Worth it for data generation.
-        Results agree with the eager path to float32 rounding.
+    compile : bool, optional
+        Use a compiled engine for no-gradient runs. By default (None) it is used
+        whenever :func:`compiled_step_available` says it can be (``FWI_TEACH_COMPILE``
+        not ``0``; a C compiler on CPU, Triton on CUDA); ``False`` forces the eager
+        path. On CPU with float32 the engine is the C kernel of
+        :mod:`fwi_teach.physics_native` (about 3x the eager rate on 2 cores; built
+        in about a second the first time, then cached in ``$FWI_TEACH_CACHE/native``);
+        otherwise the step is fused by ``torch.compile`` (the first call for each
+        new shape compiles for 5-60 s; kernels are cached on disk in
+        ``$FWI_TEACH_CACHE/inductor`` unless ``TORCHINDUCTOR_CACHE_DIR`` is set, and
+        the last, partial batch is padded to the batch size so that one shape
+        serves a whole data set). If an engine cannot run, the next one is used
+        with a one-line warning. Records agree with the eager path to float32
+        rounding and do not depend on the batch size or the thread count.
     progress : bool
         Show a progress bar over models.
 
@@ -445,12 +543,13 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
                           if not isinstance(wavelet, torch.Tensor) else wavelet, device=v.device, dtype=v.dtype)
     if wav.shape != (acq.nt,):
         raise ValueError(f"wavelet has shape {tuple(wav.shape)}; expected ({acq.nt},) to match acquisition.nt")
-    if batch_size is None:
-        batch_size = 64 if v.device.type == "cuda" else 4
-    if int(batch_size) < 1:
+    if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     needs_grad = torch.is_grad_enabled() and (v.requires_grad or wav.requires_grad)
     seg = int(checkpoint_steps or 50) if needs_grad else acq.nt
+    use_compiled = not needs_grad and (compiled_step_available(v.device) if compile is None else bool(compile))
+    if batch_size is None:  # the C kernel amortises its per-call set-up over more models
+        batch_size = 64 if v.device.type == "cuda" else (8 if use_compiled and _native_ok(v) else 4)
 
     nbc, h = BOUNDARIES[boundary], _HALO
     rows = torch.tensor([r for r, _ in acq.source_locations], device=v.device)
@@ -479,30 +578,49 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
         src_amp = (vb[:, rows, cols] * acq.dt_s) ** 2  # (n, S): OpenFWI injects (v dt)^2 w(t)
         src_index = (torch.arange(n, device=v.device)[:, None].expand(n, acq.n_shots),
                      torch.arange(acq.n_shots, device=v.device)[None, :].expand(n, acq.n_shots))
+        native = use_compiled and _native_ok(v)
+        if use_compiled and not native and n < int(batch_size):  # one torch.compile shape serves every call: pad
+            pad = int(batch_size) - n
+            vp, damping = (torch.cat([t, t[-1:].expand(pad, *t.shape[1:])]) for t in (vp, damping))
+            coef_a, coef_b, coef_r = _coefficients(vp, damping[:, None], acq, boundary)
+            src_amp = torch.cat([src_amp, src_amp[-1:].expand(pad, -1)])
+            n_real, n = n, int(batch_size)
+            src_index = (torch.arange(n, device=v.device)[:, None].expand(n, acq.n_shots),
+                         torch.arange(acq.n_shots, device=v.device)[None, :].expand(n, acq.n_shots))
+        else:
+            n_real = n
         halo = 0 if needs_grad else h  # the in-place path keeps a zero halo
         shape = (n, acq.n_shots, nz + 2 * nbc + 2 * halo, nx + 2 * nbc + 2 * halo)
-        pp = torch.zeros(shape, device=v.device, dtype=v.dtype)
-        p = torch.zeros_like(pp)
+        if not native:
+            pp = torch.zeros(shape, device=v.device, dtype=v.dtype)
+            p = torch.zeros_like(pp)
         src_index = src_index[:2] + (src_flat[halo][None, :].expand(n, acq.n_shots),)
         pieces = []
-        for t0 in range(0, acq.nt, seg):
+        if native:
+            pieces.append(physics_native.advance(shape, coef_a, coef_b, coef_r, FD_COEFFS[2] / FD_COEFFS[1], src_amp,
+                                                 src_flat[h], wav, rec_flat[h]))
+        for t0 in range(0, acq.nt if not native else 0, seg):  # (the C kernel has run every step)
             args = (pp, p, coef_a, coef_b, coef_r, src_amp, wav[t0:t0 + seg], src_index, rec_flat[halo])
             if needs_grad:
                 pp, p, rec = checkpoint(_segment, *args, use_reentrant=False)
-            elif compile:
+            elif use_compiled:
                 try:
                     pp, p, rec = _segment_compiled(*args)
                 except Exception as exc:  # no compiler, unsupported platform...
                     import warnings
 
-                    warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); using the eager path", stacklevel=2)
-                    compile = False
+                    _COMPILED["failed"] = True
+                    first = (str(exc).strip().splitlines() or [""])[0][:200]
+                    warnings.warn(f"fwi_teach.physics: the compiled time step is not available here "
+                                  f"({type(exc).__name__}: {first}); using the eager path (set FWI_TEACH_COMPILE=0 "
+                                  f"to skip the attempt)", stacklevel=2)
+                    use_compiled = False
                     pp, p, rec = _segment_no_grad(*args)
             else:
                 pp, p, rec = _segment_no_grad(*args)
             pieces.append(rec)
-        outputs.append(torch.cat(pieces, dim=2))
-        bar.update(n)
+        outputs.append(torch.cat(pieces, dim=2)[:n_real])
+        bar.update(n_real)
     bar.close()
     out = torch.cat(outputs, dim=0)
     if from_numpy:

@@ -1,12 +1,15 @@
 """Wave physics against analytic solutions, reciprocity, absorption, gradients and errors."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from fwi_teach.physics import STABILITY_LIMIT, Acquisition, ricker, simulate
+from fwi_teach import physics, physics_native
+from fwi_teach.data import velocity_models
+from fwi_teach.physics import STABILITY_LIMIT, Acquisition, compiled_step_available, ricker, simulate
 
 torch.set_num_threads(2)
 
@@ -221,9 +224,105 @@ def test_record_range_matches_openfwi_published_bounds(family):
     assert abs(records.max() - hi) <= 0.2 * abs(hi), (records.max(), hi)
 
 
-def test_compiled_path_matches_eager_or_falls_back():
-    acq = Acquisition(source_locations=((1, 3),), receiver_locations=tuple((1, c) for c in range(20)), nt=60)
-    v = np.full((1, 20, 20), 2500.0, np.float32)
-    eager = simulate(v, acq)
-    fused = simulate(v, acq, compile=True)  # compiles, or warns and uses the eager path
-    np.testing.assert_allclose(fused, eager, rtol=0, atol=1e-5 * np.abs(eager).max())
+def _small_survey(nt=80):
+    return Acquisition(source_locations=((1, 3), (1, 15)), receiver_locations=tuple((1, c) for c in range(20)), nt=nt)
+
+
+def _random_models(n, seed=0):
+    return np.random.default_rng(seed).uniform(1800, 3500, size=(n, 20, 20)).astype(np.float32)
+
+
+def _use_engine(monkeypatch, engine):
+    """Force one engine of :func:`simulate`: "native" (C kernel), "torch.compile" or "eager"."""
+    monkeypatch.setenv("FWI_TEACH_COMPILE", "0" if engine == "eager" else "1")  # tests/conftest.py sets "0"
+    if engine == "native" and not physics_native.available():
+        pytest.skip(f"the C kernel cannot be built here: {physics_native.load_error()}")
+    if engine == "torch.compile":
+        if physics._cpu_compiler() is None:
+            pytest.skip("no C++ compiler: torch.compile cannot run here")
+        monkeypatch.setattr(physics, "_native_ok", lambda v: False)
+        monkeypatch.setitem(physics._COMPILED, "failed", False)
+
+
+def _engine_warnings(caught):
+    return [w for w in caught if "fwi_teach.physics" in str(w.message)]
+
+
+@pytest.mark.parametrize("engine", ["native", "torch.compile"])
+def test_compiled_records_equal_eager_to_float32_rounding(engine, monkeypatch):
+    acq, v = _small_survey(), _random_models(3)
+    eager = simulate(v, acq, compile=False)
+    _use_engine(monkeypatch, engine)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fast = simulate(v, acq)  # the default is the compiled engine
+    assert not _engine_warnings(caught)  # no fallback
+    np.testing.assert_allclose(fast, eager, rtol=0, atol=1e-5 * np.abs(eager).max())
+    # a full OpenFWI-size sample too: every engine models the same physics
+    big = velocity_models("curvevel-b", 1, seed=4)
+    ref = simulate(big, compile=False)
+    np.testing.assert_allclose(simulate(big), ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("engine", ["native", "torch.compile", "eager"])
+def test_records_do_not_depend_on_batch_size_or_threads(engine, monkeypatch):
+    acq, v = _small_survey(), _random_models(5, seed=1)
+    _use_engine(monkeypatch, engine)
+    ref = simulate(v, acq, batch_size=2)  # torch.compile pads the last batch of 1 to 2
+    for bs in ((3,) if engine == "torch.compile" else (1, 3, 5)):  # (each torch.compile shape costs seconds)
+        assert np.array_equal(simulate(v, acq, batch_size=bs), ref), bs
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_thread = simulate(v, acq, batch_size=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(one_thread, ref)
+
+
+def test_fallback_when_an_engine_is_unavailable(monkeypatch):
+    acq, v = _small_survey(nt=40), _random_models(2)
+    eager = simulate(v, acq, compile=False)
+    # forced off: the eager path, silently
+    monkeypatch.setenv("FWI_TEACH_COMPILE", "0")
+    assert not compiled_step_available("cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert np.array_equal(simulate(v, acq), eager)
+    assert not _engine_warnings(caught)
+    monkeypatch.setenv("FWI_TEACH_COMPILE", "1")
+
+    # no C compiler for the C kernel, and torch.compile fails too: two notices, then eager records
+    monkeypatch.setattr(physics_native, "_STATE", {})
+    monkeypatch.setattr(physics_native, "_compiler", lambda: None)
+    monkeypatch.setitem(physics._COMPILED, "native_warned", False)
+    monkeypatch.setitem(physics._COMPILED, "failed", False)
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
+
+    monkeypatch.setattr(physics, "_segment_compiled", no_compiler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fallback = simulate(v, acq)
+    notes = [str(w.message) for w in _engine_warnings(caught)]
+    assert len(notes) == 2, notes
+    assert "C time step is not available here (RuntimeError: no C compiler found" in notes[0]
+    assert "compiled time step is not available here (RuntimeError: InvalidCxxCompiler" in notes[1]
+    assert np.array_equal(fallback, eager)
+    assert not compiled_step_available("cpu")
+    # the failures are remembered: no second attempt, no second notice
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert np.array_equal(simulate(v, acq), eager)
+    assert not _engine_warnings(caught)
+
+
+def test_native_kernel_is_built_atomically_into_the_cache(tmp_path, monkeypatch):
+    if physics_native._compiler() is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("FWI_TEACH_CACHE", str(tmp_path))
+    lib = physics_native._build(physics_native._compiler())
+    assert lib.parent == tmp_path / "native" and lib.suffix == ".so" and lib.stat().st_size > 0
+    assert not list(lib.parent.glob("*.tmp"))  # nothing half-written left behind
+    assert physics_native._build(physics_native._compiler()) == lib  # built once, then reused

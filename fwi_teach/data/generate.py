@@ -29,7 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..physics import STABILITY_LIMIT, Acquisition, simulate
+from ..physics import STABILITY_LIMIT, Acquisition, simulate, simulation_engine
 from .families import V_MAX_MPS, canonical_family, velocity_models
 from .layout import (MANIFEST_NAME, TEMP_SUFFIX, atomic_write_bytes, atomic_save_npy, family_layout,
                      pair_names, read_manifest, read_npy_header, write_split_file)
@@ -206,7 +206,8 @@ def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500,
     total = n_train + n_val
     initial = sum(f["samples"] for f in manifest["files"] if f["complete"])
     chunk = int(batch_size) if batch_size else _DEFAULT_CHUNK
-    with tqdm(total=total, initial=initial, unit="sample", desc=f"{family} -> {root.name}",
+    engine = simulation_engine(device or "cpu")
+    with tqdm(total=total, initial=initial, unit="sample", desc=f"{family} -> {root.name} ({engine})",
               disable=not progress) as bar:
         for entry in manifest["files"]:
             seis_path, vel_path = root / entry["seismic"], root / entry["velocity"]
