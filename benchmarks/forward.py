@@ -21,6 +21,7 @@ Usage::
     python benchmarks/forward.py            # full run (about 10 minutes on 2 CPU cores)
     python benchmarks/forward.py --quick    # fewer models; generation time extrapolated
     python benchmarks/forward.py --device cuda
+    python benchmarks/forward.py --record   # also write the rate into fwi_teach/benchmark_rates.json
 
 deepwave is a test/benchmark dependency only (``pip install -e ".[test]"``).
 """
@@ -180,7 +181,7 @@ def data_range(n_per_family: int, device) -> None:
         print(f"{fam:<14}{d.min():9.2f}{lo:10.2f}{d.max():9.2f}{hi:10.2f}   {'yes' if ok else 'NO'}")
 
 
-def generation_time(n: int, device, target_n: int = 2000, target_s: float = 180.0) -> None:
+def generation_time(n: int, device, target_n: int = 2000, target_s: float = 180.0, record: bool = False) -> None:
     print(f"\n== 4. generating a set of one family on disk (thin boundary, {n} samples, default engine) ==")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -189,6 +190,10 @@ def generation_time(n: int, device, target_n: int = 2000, target_s: float = 180.
         dt = time.perf_counter() - t0
     est = dt * target_n / n
     label = "measured" if n == target_n else f"extrapolated from {n}"
+    if record:
+        from fwi_teach.profiles import record_benchmark_rates
+
+        print(f"recorded {dt / n:.4f} s per sample in {record_benchmark_rates(device.type, sim_s_per_sample=dt / n)}")
     print(f"{n} samples in {dt:.1f} s ({n / dt:.1f} samples/s); {target_n} samples: {est / 60:.2f} min ({label}); "
           f"target < {target_s / 60:.0f} min: {'PASS' if est < target_s else 'FAIL'}")
 
@@ -197,6 +202,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer models; extrapolate the generation time")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--record", action="store_true",
+                        help="write the generation rate into fwi_teach/benchmark_rates.json (cost model)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -210,7 +217,7 @@ def main() -> None:
     throughput(models, device, n_openfwi=max(2, n // 8))
     boundary_accuracy()
     data_range(4 if args.quick else 16, device)
-    generation_time(200 if args.quick else 2000, device)
+    generation_time(200 if args.quick else 2000, device, record=args.record)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,12 @@
 
 Prints, in one run:
 
+0. samples per second of ``fit`` at the cpu profile (TrainConfig defaults: float32, data
+   preloaded; and with ``amp="bf16"``) and of a plain PyTorch loop
+   (float32, a DataLoader over the same generated files), alternating runs; target:
+   ``fit`` >= 1.5x. Also the step's GFLOP/s from counted multiply-adds against a large
+   ``torch.mm`` on the same threads (the machine's limit). ``--record`` writes the rate
+   into ``fwi_teach/benchmark_rates.json``, where the cost model reads it.
 1. seconds per training step (forward, backward, AdamW step) of full fine-tuning and
    of LoRA at the cpu profile (InversionNet width 0.25, input 250 x 70, rank 4,
    batch 8) and at full width (width 1.0, input 1000 x 70, rank 16, batch 8), in one
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import statistics
@@ -148,6 +155,86 @@ def worker_overhead(device: str, batch: int, steps: int, repeats: int) -> dict:
     return {"device": device, "batch": batch, "steps": steps, "bare": bare, "fit": fitted}
 
 
+def step_macs(model: torch.nn.Module, input_shape) -> int:
+    """Multiply-adds of one forward pass of one sample, counted from the conv / linear layers' shapes."""
+    macs = []
+
+    def hook(mod, inp, out):
+        k = mod.weight[0].numel()  # in_channels / groups x kernel for Conv2d; out_channels / groups x kernel for ConvT
+        macs.append((inp[0].numel() if isinstance(mod, torch.nn.ConvTranspose2d) else out.numel()) * k)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(sum(macs))
+
+
+def mm_gflops(dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a large ``torch.mm`` on this process's threads (best of ``repeats``)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def _plain_loop(model, data, batch: int, epochs: int) -> None:
+    """A plain PyTorch loop with default settings: float32, DataLoader over the data set, AdamW, L1."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    for epoch in range(epochs):
+        for x, y in DataLoader(data, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(epoch)):
+            loss = F.l1_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+
+def worker_profile(repeats: int) -> dict:
+    """fit at the cpu profile vs a plain loop on the same generated data (one family, on disk)."""
+    import tempfile
+
+    from fwi_teach.data.datasets import OpenFWIDataset
+    from fwi_teach.data.generate import generate_dataset
+    from fwi_teach.physics import Acquisition
+    from fwi_teach.profiles import get_profile
+
+    p = get_profile("cpu")
+    epochs = 2
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        root = generate_dataset("curvefault-b", Path(tmp) / "cfb", n_train=p.n_train, n_val=0, seed=0,
+                                samples_per_file=p.samples_per_file, acquisition=Acquisition.openfwi(nt=p.nt),
+                                progress=False)
+        gen_s = time.perf_counter() - t0
+        data = OpenFWIDataset(root, family="curvefault-b", split="train", time_decimation=p.time_decimation)
+        torch.manual_seed(0)
+        initial = InversionNet(width_multiplier=p.width_multiplier, input_length=p.input_length)
+        cfg = TrainConfig(epochs=epochs, batch_size=p.batch_size, lr=1e-4, device="cpu", progress=False)
+        plain, fitted, bf16 = [], [], []
+        _plain_loop(copy.deepcopy(initial), torch.utils.data.Subset(data, range(2 * p.batch_size)), p.batch_size, 1)
+        for i in range(2 * repeats):  # plain, fit, fit, plain, ...
+            model = copy.deepcopy(initial)
+            if (i % 2 == 0) == (i % 4 < 2):
+                plain.append(_timed(lambda: _plain_loop(model, data, p.batch_size, epochs))[0])
+            else:
+                fitted.append(_timed(lambda: fit(model, data, config=cfg))[0])
+                model = copy.deepcopy(initial)
+                bf16.append(_timed(lambda: fit(model, data, config=dataclasses.replace(cfg, amp="bf16")))[0])
+    macs = step_macs(initial, (5, p.input_length, 70))
+    return {"samples": len(data) * epochs, "plain": plain, "fit": fitted, "fit_bf16": bf16, "macs_per_sample": macs, "generate_s": gen_s, "n_generated": len(data),
+            "mm_fp32": mm_gflops(torch.float32), "mm_bf16": mm_gflops(torch.bfloat16),
+            "batch": p.batch_size, "width": p.width_multiplier, "input_length": p.input_length}
+
+
 def _run_worker(args: list[str]) -> dict:
     cmd = [sys.executable, __file__, "--worker", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -169,11 +256,15 @@ def main(argv=None) -> None:
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, plus cuda when available")
     parser.add_argument("--batch-sizes", nargs=2, type=int, default=None, help="default: 8 32 (quick: 4 8)")
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default 1)")
+    parser.add_argument("--record", action="store_true",
+                        help="write the measured training rates into fwi_teach/benchmark_rates.json (cost model)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         kind, device, *rest = args.worker
-        if kind == "steps":  # steps SETUP ROUNDS
+        if kind == "profile":  # profile REPEATS
+            out = worker_profile(int(device))
+        elif kind == "steps":  # steps SETUP ROUNDS
             out = worker_steps(device, int(rest[0]))
         elif kind == "config":  # config DEVICE METHOD BATCH STEPS
             out = worker_config(device, rest[0], int(rest[1]), int(rest[2]))
@@ -186,6 +277,28 @@ def main(argv=None) -> None:
     batches = args.batch_sizes or ([4, 8] if args.quick else [8, 32])
     steps = args.steps or 1
     t_start = time.perf_counter()
+    r = _run_worker(["profile", "2" if args.quick else "3"])
+    plain, fitted = min(r["plain"]), min(r["fit"])
+    rate_plain, rate_fit = r["samples"] / plain, r["samples"] / fitted
+    flops_step = 3 * 2 * r["macs_per_sample"]  # forward + the two products of the backward pass
+    rate_bf16 = r["samples"] / min(r["fit_bf16"])
+    print(f"Training throughput at the cpu profile (InversionNet width {r['width']:g}, input 5 x {r['input_length']} "
+          f"x 70, batch {r['batch']}; {r['n_generated']} CurveFault-B samples generated on disk in "
+          f"{r['generate_s']:.1f} s; 2 epochs, fastest of {len(r['fit'])} alternating runs; {_load()}):")
+    print(f"  plain PyTorch loop (float32, DataLoader over the files): {rate_plain:7.1f} samples/s "
+          f"(runs: {' '.join(f'{t:.1f}' for t in r['plain'])} s)")
+    print(f"  fit, TrainConfig defaults (float32, data preloaded):    {rate_fit:7.1f} samples/s "
+          f"(runs: {' '.join(f'{t:.1f}' for t in r['fit'])} s)")
+    print(f"  fit, amp='bf16':                                        {rate_bf16:7.1f} samples/s "
+          f"(runs: {' '.join(f'{t:.1f}' for t in r['fit_bf16'])} s)")
+    print(f"  fit / plain loop: {rate_fit / rate_plain:.2f}x (target >= 1.5: {'PASS' if rate_fit / rate_plain >= 1.5 else 'FAIL'})")
+    print(f"  the limit: {r['macs_per_sample'] / 1e6:.0f} M multiply-adds per sample forward, ~{flops_step / 1e9:.2f} "
+          f"GFLOP per sample per training step; fit achieves {rate_fit * flops_step / 1e9:.1f} GFLOP/s, the plain loop "
+          f"{rate_plain * flops_step / 1e9:.1f}; a 2048^2 torch.mm does {r['mm_fp32']:.0f} (float32) / "
+          f"{r['mm_bf16']:.0f} (bf16) GFLOP/s on the same threads: fit at {rate_fit * flops_step / 1e9 / r['mm_fp32']:.0%} "
+          f"of the float32 matmul rate, fit bf16 at {rate_bf16 * flops_step / 1e9 / r['mm_bf16']:.0%} of the bf16 one")
+    recorded = {f"{r['width']:g}x{r['input_length']}": 1.0 / rate_fit}
+    print()
     print(f"Seconds per training step, methods interleaved in one process; torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads; {_load()}")
     verdicts = []
@@ -200,6 +313,8 @@ def main(argv=None) -> None:
             print(f"    {name:<14} {r['trainable'][name]:>11,d} trainable  median {med:7.4f} s/step "
                   f"(quartiles {q[0]:.4f}-{q[2]:.4f})  {med / fft:5.2f}x FFT", flush=True)
         lean = statistics.median(r["times"]["lora"])
+        if setup == "full width":
+            recorded[f"{width:g}x{length}"] = fft / batch  # (float32 step; the cost model's second point)
         verdicts.append((setup, lean / fft))
     print(f"  target lean LoRA (peft) <= FFT per step: {'met' if all(v <= 1.0 for _, v in verdicts) else 'NOT met'} "
           f"({'; '.join(f'{s}: lora {v:.2f}x FFT' for s, v in verdicts)})")
@@ -235,6 +350,11 @@ def main(argv=None) -> None:
               f"{' '.join(f'{t:.2f}' for t in fitted)}")
         print(f"  overhead: fastest vs fastest {100 * (fitted[0] - bare[0]) / bare[0]:+.1f} %, median vs median "
               f"{100 * (statistics.median(fitted) - statistics.median(bare)) / statistics.median(bare):+.1f} %")
+    if args.record:
+        from fwi_teach.profiles import record_benchmark_rates
+
+        path = record_benchmark_rates(devices[0], train_s_per_sample=recorded)
+        print(f"\nrecorded training seconds per sample {recorded} in {path} (the cost model's constants)")
     print(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s; {_load()}")
 
 

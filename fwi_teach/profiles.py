@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = ["Profile", "PROFILES", "PROFILE_NAMES", "METHODS", "LOW_DATA_METHODS", "get_profile", "profile_table",
            "chain_workload", "estimate_minutes"]
@@ -227,15 +228,73 @@ def get_profile(profile) -> Profile:
 
 
 # --------------------------------------------------------------------------------------- cost
-#: Throughput constants behind :func:`estimate_minutes`, per device kind. ``sim``: seconds to
-#: simulate one OpenFWI sample (5 shots x 1000 steps, thin boundary). Training seconds per
-#: sample: ``floor + train * width**1.5 * input_length / 1000``; evaluation a quarter of that;
-#: ``run_overhead`` seconds per training run (model set-up, checkpoints, results).
-#: "cpu": measured on 2 idle cores (sim 0.2 s; width 0.5 / 250 samples 0.029 s; width 1 / 1000
-#: samples 0.20 s per training sample). "cuda": a Colab T4 guessed as 5x slower than the
-#: measured H100 (sim 0.007 s; width 0.5 / 500 samples 1,700 training samples/s in bf16).
-_RATES = {"cpu": {"sim": 0.2, "train": 0.19, "train_floor": 0.008, "run_overhead": 1.0},
-          "cuda": {"sim": 0.04, "train": 0.005, "train_floor": 0.0015, "run_overhead": 2.0}}
+#: Where the benchmarks record the throughputs the cost model uses (package data, committed).
+RATES_FILE = Path(__file__).with_name("benchmark_rates.json")
+#: Seconds per training run for model set-up, checkpoints and results (not a throughput).
+_RUN_OVERHEAD_S = {"cpu": 1.0, "cuda": 2.0}
+#: CUDA throughputs, used until a GPU run of the benchmarks records its own: a Colab T4
+#: guessed as 5x slower than an H100 measured earlier (sim 0.007 s per sample; width 0.5 /
+#: 500 samples 1,700 training samples/s in bf16). Unverified by this code version.
+_CUDA_FALLBACK = {"sim_s_per_sample": 0.04, "train_s_per_sample": {"0.25x250": 0.0017, "1.0x1000": 0.0065}}
+
+
+def benchmark_rates() -> dict:
+    """The throughputs recorded by ``benchmarks/forward.py --record`` and ``benchmarks/training.py --record``.
+
+    ``{"cpu": {"sim_s_per_sample": s, "train_s_per_sample": {"WIDTHxLENGTH": s, ...},
+    "recorded": {...}}, "cuda": {...}}``: seconds to simulate one OpenFWI sample (5 shots x
+    1000 steps, thin boundary, default engine) and to train on one sample (FFT, TrainConfig
+    defaults) at the measured width and input length.
+    """
+    import json
+
+    try:
+        return json.loads(RATES_FILE.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def record_benchmark_rates(device: str, **values) -> Path:
+    """Merge ``values`` into ``device``'s entry of :data:`RATES_FILE` (atomic write); returns the path."""
+    import datetime
+    import json
+    import os
+    import platform
+
+    data = benchmark_rates()
+    entry = data.setdefault("cuda" if str(device).startswith("cuda") else "cpu", {})
+    for key, value in values.items():
+        if isinstance(value, dict):
+            entry.setdefault(key, {}).update(value)
+        else:
+            entry[key] = value
+    entry.setdefault("recorded", {}).update({k: {"date": datetime.date.today().isoformat(),
+                                                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
+                                               for k in values})
+    tmp = RATES_FILE.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, RATES_FILE)
+    return RATES_FILE
+
+
+def _rates(kind: str) -> dict:
+    """Cost-model constants of ``kind`` from the recorded benchmark output.
+
+    Training seconds per sample are modelled as ``floor + train * width**1.5 * length / 1000``;
+    the two recorded points (the cpu profile's width 0.25 / 250 samples and full width / 1000)
+    fix ``floor`` and ``train``.
+    """
+    got = benchmark_rates().get(kind) or {}
+    src = {**_CUDA_FALLBACK, **got} if kind == "cuda" else got
+    if "sim_s_per_sample" not in src or len(src.get("train_s_per_sample", {})) < 2:
+        raise RuntimeError(f"{RATES_FILE} has no complete {kind!r} entry; run `python benchmarks/forward.py --record` "
+                           f"and `python benchmarks/training.py --record` on a {kind} machine")
+    points = sorted((float(w) ** 1.5 * int(n) / 1000, t) for w, n, t in
+                    ((*k.split("x"), v) for k, v in src["train_s_per_sample"].items()))
+    (x1, t1), (x2, t2) = points[0], points[-1]
+    train = (t2 - t1) / (x2 - x1)
+    return {"sim": src["sim_s_per_sample"], "train": train, "train_floor": max(0.0, t1 - train * x1),
+            "run_overhead": _RUN_OVERHEAD_S[kind]}
 
 
 def chain_workload(profile) -> dict:
@@ -286,7 +345,7 @@ def chain_workload(profile) -> dict:
 def stage_seconds(profile, device: str = "cpu") -> dict:
     """Estimated seconds of each stage of the chain on ``device`` ("cpu" or "cuda")."""
     p = get_profile(profile)
-    r = _RATES["cuda" if str(device).startswith("cuda") else "cpu"]
+    r = _rates("cuda" if str(device).startswith("cuda") else "cpu")
     sim = r["sim"] * p.nt / 1000 * (4.3 if p.boundary == "openfwi" else 1.0)
     train = r["train_floor"] + r["train"] * p.width_multiplier ** 1.5 * p.input_length / 1000
     out = {}

@@ -109,7 +109,32 @@ def test_workload_counts_data_runs_and_shared_low_data_runs():
 
 def test_estimates_match_the_purpose_of_each_profile():
     assert estimate_minutes("smoke", "cpu") < 10
-    assert 60 < estimate_minutes("cpu", "cpu") < 150  # "under 2.5 hours on 2 CPU cores"
+    assert 10 < estimate_minutes("cpu", "cpu") < 150  # "under 2.5 hours on 2 CPU cores"
     assert estimate_minutes("gpu", "cuda") < 60
     assert estimate_minutes("gpu", "cpu") > 10 * estimate_minutes("gpu", "cuda")
     assert isinstance(PROFILES["smoke"], Profile)
+
+
+def test_cost_model_reads_the_recorded_benchmark_rates(tmp_path, monkeypatch):
+    import json
+
+    from fwi_teach import profiles
+
+    real = profiles.benchmark_rates()
+    assert real["cpu"]["sim_s_per_sample"] > 0 and len(real["cpu"]["train_s_per_sample"]) >= 2
+    base = estimate_minutes("cpu", "cpu")
+    doubled = {"cpu": {"sim_s_per_sample": 2 * real["cpu"]["sim_s_per_sample"],
+                       "train_s_per_sample": {k: 2 * v for k, v in real["cpu"]["train_s_per_sample"].items()}}}
+    fake = tmp_path / "rates.json"
+    fake.write_text(json.dumps(doubled))
+    monkeypatch.setattr(profiles, "RATES_FILE", fake)
+    # every throughput doubled: the estimate doubles, less the per-run overhead that is not a throughput
+    runs = profiles.chain_workload("cpu")["runs"] * profiles._RUN_OVERHEAD_S["cpu"] / 60
+    assert estimate_minutes("cpu", "cpu") == pytest.approx(2 * base - runs, rel=1e-9)
+    profiles.record_benchmark_rates("cpu", sim_s_per_sample=1.0)
+    assert json.loads(fake.read_text())["cpu"]["sim_s_per_sample"] == 1.0
+    assert "sim_s_per_sample" in json.loads(fake.read_text())["cpu"]["recorded"]
+    assert not list(tmp_path.glob("*.tmp"))
+    fake.unlink()
+    with pytest.raises(RuntimeError, match=r"no complete 'cpu' entry; run `python benchmarks/forward.py --record`"):
+        estimate_minutes("cpu", "cpu")

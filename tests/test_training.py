@@ -84,7 +84,8 @@ def test_overfits_tiny_dataset_and_reports_measurements():
     assert [h["epoch"] for h in result.history] == list(range(1, 13))
     assert losses[-1] < losses[0] / 4, losses  # falls by more than 4x
     assert result.trainable_params == result.total_params == sum(p.numel() for p in model.parameters())
-    assert result.memory_kind == "tensor_accounting" and result.device == "cpu" and result.amp == "off"
+    assert result.memory_kind == "tensor_accounting" and result.device == "cpu"
+    assert result.amp == "off"  # amp="auto" is float32 on CPU
     assert result.peak_memory_mb == pytest.approx(sum(result.memory_breakdown_mb.values()))
     assert result.memory_breakdown_mb["parameters_and_buffers"] * 2 ** 20 == pytest.approx(
         sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]))
@@ -119,9 +120,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     ref = fit(reference, train, val, config(epochs=4, checkpoint_dir=tmp_path / "ref"))
 
     interrupted = make_model()
-    # 12 reads per epoch: die in the middle of epoch 3
+    # 12 reads per epoch without preloading: die in the middle of epoch 3
     with pytest.raises(KeyboardInterrupt):
-        fit(interrupted, Interrupting(train, limit=30), val, config(epochs=4, checkpoint_dir=tmp_path / "run"))
+        fit(interrupted, Interrupting(train, limit=30), val,
+            config(epochs=4, checkpoint_dir=tmp_path / "run", preload=False))
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 2
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["best.pt", "last.pt"]
 
@@ -240,7 +242,7 @@ def test_errors_are_clear():
     edited.batch_size = 0  # fields edited after construction are checked by fit
     with pytest.raises(ValueError, match="batch_size=0; expected an integer >= 1"):
         fit(model, train, config=edited)
-    with pytest.raises(ValueError, match="needs a CUDA device"):
+    with pytest.raises(ValueError, match="amp='fp16' needs a CUDA device"):
         fit(model, train, config=config(amp="fp16", device="cpu"))
     frozen = make_model().requires_grad_(False)
     with pytest.raises(ValueError, match="no parameter with requires_grad"):
@@ -263,3 +265,47 @@ def test_resume_refuses_other_settings(tmp_path):
     # resume=False starts over in the same directory
     result = fit(make_model(), train, config=config(epochs=1, batch_size=2, checkpoint_dir=tmp_path, resume=False))
     assert result.resumed_from_epoch == 0 and math.isfinite(result.history[0]["train_loss"])
+
+
+class CountingDataset(Dataset):
+    """Counts item reads, to tell a preloaded run from one that reads every epoch."""
+
+    def __init__(self, base):
+        self.base, self.reads = base, 0
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.base[i]
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_preloading_reads_once_and_trains_the_same_model(amp):
+    train, val = make_data(16, 0), make_data(8, 1)
+    runs = {}
+    for preload in (True, False):
+        torch.manual_seed(0)
+        model = make_model()
+        counted = CountingDataset(train)
+        res = fit(model, counted, CountingDataset(val), config(epochs=3, amp=amp, preload=preload))
+        runs[preload] = (model, counted.reads, res)
+    assert runs[True][1] == 16 + 1  # every item once (+ the size probe of item 0)
+    assert runs[False][1] == 3 * 16  # every item in every epoch
+    assert same_weights(runs[True][0], runs[False][0])  # same items, same order: the same model
+    assert [h["val_loss"] for h in runs[True][2].history] == [h["val_loss"] for h in runs[False][2].history]
+    assert runs[True][2].amp == amp
+    with pytest.raises(ValueError, match="preload='yes'; expected 'auto', True or False"):
+        TrainConfig(preload="yes")
+
+
+def test_cpu_bf16_training_is_deterministic():
+    train = make_data(16, 0)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = make_model()
+        fit(model, train, config=config(epochs=2, amp="bf16"))
+        weights.append(model)
+    assert same_weights(*weights)
