@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "advance", "library_path"]
+__all__ = ["available", "advance", "library_path", "load_error"]
 
 _SOURCE = Path(__file__).with_name("physics_native.c")
 
