@@ -116,16 +116,17 @@ def worker_steps(setup: str, rounds: int) -> dict:
     return {"setup": setup, "batch": batch, "rank": rank, "times": times, "trainable": trainable}
 
 
-def _bare_loop(model, data, batch: int, device: torch.device) -> None:
-    """The plainest correct training loop."""
+def _bare_loop(model, data, batch: int, device: torch.device, epochs: int = 1) -> None:
+    """The plainest correct training loop, with default settings: float32, a DataLoader over the data, AdamW, L1."""
     model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=1e-4)
-    for x, y in DataLoader(data, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(0)):
-        x, y = x.to(device), y.to(device)
-        loss = F.l1_loss(model(x), y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    for epoch in range(epochs):
+        for x, y in DataLoader(data, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(epoch)):
+            x, y = x.to(device), y.to(device)
+            loss = F.l1_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -186,18 +187,6 @@ def mm_gflops(dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def _plain_loop(model, data, batch: int, epochs: int) -> None:
-    """A plain PyTorch loop with default settings: float32, DataLoader over the data set, AdamW, L1."""
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
-    for epoch in range(epochs):
-        for x, y in DataLoader(data, batch_size=batch, shuffle=True, generator=torch.Generator().manual_seed(epoch)):
-            loss = F.l1_loss(model(x), y)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-
 def worker_profile(repeats: int) -> dict:
     """fit at the cpu profile vs a plain loop on the same generated data (one family, on disk)."""
     import tempfile
@@ -220,11 +209,12 @@ def worker_profile(repeats: int) -> dict:
         initial = InversionNet(width_multiplier=p.width_multiplier, input_length=p.input_length)
         cfg = TrainConfig(epochs=epochs, batch_size=p.batch_size, lr=1e-4, device="cpu", progress=False)
         plain, fitted, bf16 = [], [], []
-        _plain_loop(copy.deepcopy(initial), torch.utils.data.Subset(data, range(2 * p.batch_size)), p.batch_size, 1)
+        cpu = torch.device("cpu")
+        _bare_loop(copy.deepcopy(initial), torch.utils.data.Subset(data, range(2 * p.batch_size)), p.batch_size, cpu)
         for i in range(2 * repeats):  # plain, fit, fit, plain, ...
             model = copy.deepcopy(initial)
             if (i % 2 == 0) == (i % 4 < 2):
-                plain.append(_timed(lambda: _plain_loop(model, data, p.batch_size, epochs))[0])
+                plain.append(_timed(lambda: _bare_loop(model, data, p.batch_size, cpu, epochs))[0])
             else:
                 fitted.append(_timed(lambda: fit(model, data, config=cfg))[0])
                 model = copy.deepcopy(initial)

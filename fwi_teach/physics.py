@@ -372,9 +372,10 @@ def _inductor_cache_dir() -> None:
     """
     import os
 
+    from .book import resolve_cache_dir
+
     if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        root = os.environ.get("FWI_TEACH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fwi_teach")
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(root, "inductor")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(resolve_cache_dir() / "inductor")
 
 
 def _cpu_compiler() -> str | None:
@@ -565,8 +566,12 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
 
     outputs = []
     bar = tqdm(total=nmod, desc=f"simulate ({boundary})", unit="model", disable=not progress)
+    native = use_compiled and _native_ok(v)
     for start in range(0, nmod, int(batch_size)):
         vb = v[start:start + int(batch_size)]
+        n_real = vb.shape[0]
+        if use_compiled and not native and n_real < int(batch_size):  # one torch.compile shape for every call
+            vb = torch.cat([vb, vb[-1:].expand(int(batch_size) - n_real, -1, -1)])  # pad with copies
         n = vb.shape[0]
         vp = F.pad(vb[:, None], (nbc, nbc, nbc, nbc), mode="replicate")
         if boundary_velocity_mps is None:
@@ -578,17 +583,6 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
         src_amp = (vb[:, rows, cols] * acq.dt_s) ** 2  # (n, S): OpenFWI injects (v dt)^2 w(t)
         src_index = (torch.arange(n, device=v.device)[:, None].expand(n, acq.n_shots),
                      torch.arange(acq.n_shots, device=v.device)[None, :].expand(n, acq.n_shots))
-        native = use_compiled and _native_ok(v)
-        if use_compiled and not native and n < int(batch_size):  # one torch.compile shape serves every call: pad
-            pad = int(batch_size) - n
-            vp, damping = (torch.cat([t, t[-1:].expand(pad, *t.shape[1:])]) for t in (vp, damping))
-            coef_a, coef_b, coef_r = _coefficients(vp, damping[:, None], acq, boundary)
-            src_amp = torch.cat([src_amp, src_amp[-1:].expand(pad, -1)])
-            n_real, n = n, int(batch_size)
-            src_index = (torch.arange(n, device=v.device)[:, None].expand(n, acq.n_shots),
-                         torch.arange(acq.n_shots, device=v.device)[None, :].expand(n, acq.n_shots))
-        else:
-            n_real = n
         halo = 0 if needs_grad else h  # the in-place path keeps a zero halo
         shape = (n, acq.n_shots, nz + 2 * nbc + 2 * halo, nx + 2 * nbc + 2 * halo)
         if not native:

@@ -3,8 +3,8 @@
 The kernel (``physics_native.c``, about 100 lines) advances each shot's wavefield
 through all time steps on its own, so a field and its coefficients stay in the
 core's cache and no step waits for another; it updates only the box the wave has
-reached (see :data:`NEGLIGIBLE`) and flushes denormals on its own threads. It is built once per machine with the
-system C compiler (``$CC``, cc, gcc or clang) into ``$FWI_TEACH_CACHE/native/``
+reached (see :data:`NEGLIGIBLE`) and flushes denormals on its own threads. It is
+built once per machine with the system C compiler (``$CC``, cc, gcc or clang) into ``$FWI_TEACH_CACHE/native/``
 and loaded with :mod:`ctypes`; no PyTorch headers are involved, so the build takes
 about a second. Python runs it on one thread per core, each thread on its own
 fields: the records do not depend on the thread count or the batch size.
@@ -44,8 +44,9 @@ def _compiler() -> str | None:
 
 
 def _cache_root() -> Path:
-    root = os.environ.get("FWI_TEACH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fwi_teach")
-    return Path(root) / "native"
+    from .book import resolve_cache_dir
+
+    return resolve_cache_dir() / "native"
 
 
 def _cpu_signature() -> str:
@@ -85,7 +86,8 @@ def _load():
         cc = _compiler()
         if cc is None:
             raise RuntimeError("no C compiler found ($CC, cc, gcc or clang)")
-        lib = ctypes.CDLL(str(_build(cc)))
+        _STATE["path"] = _build(cc)
+        lib = ctypes.CDLL(str(_STATE["path"]))
         fn = lib.fwi_advance
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
         fn.argtypes = [i64] * 7 + [ptr] * 6 + [ctypes.c_float] + [ptr] * 3 + [ctypes.c_float, i64, ptr, ptr]
@@ -98,9 +100,8 @@ def _load():
 
 def library_path() -> Path | None:
     """Where the built library lies (None when it cannot be built here)."""
-    if _load() is None:
-        return None
-    return _build(_compiler())
+    _load()
+    return _STATE.get("path") if "lib" in _STATE else None
 
 
 def available() -> bool:
@@ -156,7 +157,8 @@ def advance(field_shape, coef_a, coef_b, coef_r, ratio: float, src_amp, src_flat
     def run(lo_hi):
         lo, hi = lo_hi
         fn(lo, hi, s, hh, ww, halo, nt, *(t.data_ptr() for t in bufs), a.data_ptr(), b.data_ptr(), r.data_ptr(),
-           float(ratio), amp.data_ptr(), sidx.data_ptr(), wav.data_ptr(), NEGLIGIBLE, nr, ridx.data_ptr(), records.data_ptr())
+           float(ratio), amp.data_ptr(), sidx.data_ptr(), wav.data_ptr(), NEGLIGIBLE, nr, ridx.data_ptr(),
+           records.data_ptr())
 
     workers = max(1, min(int(threads or torch.get_num_threads()), nf))
     chunks = [(k * nf // workers, (k + 1) * nf // workers) for k in range(workers)]

@@ -261,6 +261,8 @@ def record_benchmark_rates(device: str, **values) -> Path:
     import os
     import platform
 
+    from .data.layout import atomic_write_bytes
+
     data = benchmark_rates()
     entry = data.setdefault("cuda" if str(device).startswith("cuda") else "cpu", {})
     for key, value in values.items():
@@ -271,9 +273,7 @@ def record_benchmark_rates(device: str, **values) -> Path:
     entry.setdefault("recorded", {}).update({k: {"date": datetime.date.today().isoformat(),
                                                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"}
                                                for k in values})
-    tmp = RATES_FILE.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, RATES_FILE)
+    atomic_write_bytes(RATES_FILE, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
     return RATES_FILE
 
 

@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
+from tqdm.auto import tqdm
 
 from . import metrics as _metrics
 from .data.layout import atomic_write
@@ -116,8 +115,6 @@ def _preloaded(dataset, mode, is_distributed: bool, desc: str, show: bool):
     :data:`PRELOAD_LIMIT_BYTES`). Reading every item once instead of once per epoch
     removes the per-step file reads, decimation and normalisation.
     """
-    from torch.utils.data import TensorDataset
-
     if mode is False or dataset is None or isinstance(dataset, TensorDataset) or len(dataset) == 0:
         return dataset
     x0, y0 = _unpack(dataset[0], desc)

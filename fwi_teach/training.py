@@ -66,8 +66,9 @@ from tqdm.auto import tqdm
 
 from . import distributed as dist_utils
 from .train_utils import (_amp_dtype, _as_dataset, _atomic_save, _check_dataset, _check_int, _checkpoints,
-                          _cpu_state, _eval_sums, _preloaded, _loss_fn, _metrics_from_sums, _open_checkpoint_dir, _peak_memory,
-                          _restore_run, _RssMeter, _SavedTensorMeter, _seed_everything, _throughput, _train_epoch)
+                          _cpu_state, _eval_sums, _loss_fn, _metrics_from_sums, _open_checkpoint_dir, _peak_memory,
+                          _preloaded, _restore_run, _RssMeter, _SavedTensorMeter, _seed_everything, _throughput,
+                          _train_epoch)
 
 __all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "predict", "load_weights", "LOSSES", "AMP_MODES"]
 
