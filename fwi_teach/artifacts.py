@@ -107,16 +107,19 @@ def family_root(family, profile, cache_dir=None, data_dir=None, device="auto", p
 
     sim_device = "cuda" if resolve_device(device).type == "cuda" else None
     return generate_dataset(family, profile_dir(p, cache_dir) / "data" / family, n_train=p.n_train,
-                            n_val=p.n_val, seed=p.data_seed, samples_per_file=p.samples_per_file,
+                            n_val=p.n_val, n_test=p.n_test, seed=p.data_seed, samples_per_file=p.samples_per_file,
                             boundary=p.boundary, device=sim_device, acquisition=Acquisition.openfwi(nt=p.nt),
                             progress=progress)
 
 
 def load_split(family, split, profile, cache_dir=None, data_dir=None, fraction=1.0, device="auto",
                progress=True):
-    """The normalised ``"train"`` or ``"val"`` (= test) set of one family, decimated in time for the network.
+    """The normalised ``"train"``, ``"val"`` or ``"test"`` set of one family, decimated in time for the network.
 
-    At most ``n_train`` / ``n_val`` samples are used (the first ones, for real data); a
+    ``"val"`` picks the best epoch and tunes; ``"test"`` is only reported (training and
+    selection never read it). At most ``n_train`` / ``n_val`` / ``n_test`` samples are
+    used (the first ones, for real data, whose test split is the second half of
+    OpenFWI's validation samples: :func:`fwi_teach.data.layout.download_holdout`); a
     ``fraction`` below 1 keeps a nested random subset drawn with the profile's data seed,
     the same for every method. Generates the data first if needed.
     """
@@ -127,7 +130,7 @@ def load_split(family, split, profile, cache_dir=None, data_dir=None, fraction=1
     if ds.raw_seismic_shape[1] != p.nt:
         raise ValueError(f"{root} has {ds.raw_seismic_shape[1]} time samples per trace but profile {p.name!r} "
                          f"expects nt={p.nt}; use a profile with nt={ds.raw_seismic_shape[1]}")
-    cap = p.n_train if ds.split == "train" else p.n_val
+    cap = {"train": p.n_train, "val": p.n_val, "test": p.n_test}[ds.split]
     n = len(ds) if cap is None else min(cap, len(ds))
     keep = subset_indices(n, fraction, seed=p.data_seed)
     return ds if len(keep) == len(ds) else Subset(ds, keep.tolist())

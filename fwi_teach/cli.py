@@ -42,10 +42,10 @@ def _run_data_generate(args) -> int:
 
     print(f"simulating with the {simulation_engine(args.device or 'cpu')} engine "
           f"(FWI_TEACH_COMPILE=0 forces the eager path)")
-    root = generate_dataset(args.family, args.root, n_train=args.train, n_val=args.val, seed=args.seed,
-                            samples_per_file=args.samples_per_file, boundary=args.boundary, device=args.device,
+    root = generate_dataset(args.family, args.root, n_train=args.train, n_val=args.val, n_test=args.test,
+                            seed=args.seed, samples_per_file=args.samples_per_file, boundary=args.boundary, device=args.device,
                             batch_size=args.batch_size, progress=not args.no_progress)
-    print(f"wrote {args.train} training and {args.val} validation samples to {root}")
+    print(f"wrote {args.train} training, {args.val} validation and {args.test} test samples to {root}")
     return 0
 
 
@@ -79,6 +79,7 @@ def _add_data(subparsers) -> None:
     gen.add_argument("--root", required=True, help="output directory (new, empty, or an interrupted run)")
     gen.add_argument("--train", type=int, required=True, help="number of training samples")
     gen.add_argument("--val", type=int, default=0, help="number of validation samples (default 0)")
+    gen.add_argument("--test", type=int, default=0, help="number of test samples, disjoint from the others (default 0)")
     gen.add_argument("--seed", type=int, default=0, help="random seed of the velocity models (default 0)")
     gen.add_argument("--samples-per-file", type=int, default=500, help="samples per .npy file (default 500)")
     gen.add_argument("--boundary", choices=("thin", "openfwi"), default="thin",
@@ -156,19 +157,20 @@ def _experiment_arguments(p) -> None:
 
 def _run_reproduce(args) -> int:
     from .profiles import estimate_minutes, get_profile
-    from .reproduce import load_reference_results, refresh_memory, reproduce, update_readme
+    from .reproduce import check_seeds, load_reference_results, refresh_memory, reproduce, update_readme
 
     p = get_profile(args.profile)
+    seeds = check_seeds(args.seeds if args.seeds is not None else [args.seed])
     if args.memory_only:
         folder = refresh_memory(p.name, args.results_dir)
     elif p.n_train is not None:
-        print(f"reproducing the paper at profile {p.name!r}: about {estimate_minutes(p, 'cpu'):.0f} min on 2 CPU "
-              f"cores or {estimate_minutes(p, 'cuda'):.0f} min on one GPU (cost model); resumable, rerun to continue",
-              flush=True)
+        print(f"reproducing the paper at profile {p.name!r}, seed(s) {', '.join(map(str, seeds))}: about "
+              f"{estimate_minutes(p, 'cpu'):.0f} min per seed on 2 CPU cores or {estimate_minutes(p, 'cuda'):.0f} min "
+              "on one GPU (cost model); resumable, rerun to continue", flush=True)
     if not args.memory_only:
-        folder = reproduce(p, results_dir=args.results_dir, cache_dir=args.cache_dir, seed=args.seed,
+        folder = reproduce(p, results_dir=args.results_dir, cache_dir=args.cache_dir, seeds=seeds,
                            device=args.device, data_dir=args.data_dir, progress=not args.no_progress,
-                           figures=not args.no_figures)
+                           figures=not args.no_figures, merge=not args.no_merge)
     ref = load_reference_results(p.name, folder.parent)
     print(ref.describe())
     for claim in ref.claims():
@@ -193,6 +195,11 @@ def _add_reproduce(subparsers) -> None:
     p.add_argument("--no-figures", action="store_true", help="do not draw figures/*.png")
     p.add_argument("--update-readme", action="store_true",
                    help="rewrite the README's generated 'what reproduces' block from these results")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
+                   help="training seeds, run one after the other on shared data, each exported as it finishes "
+                        "(default: --seed); seeds run in separate calls merge into one results folder")
+    p.add_argument("--no-merge", action="store_true",
+                   help="replace RESULTS_DIR/PROFILE instead of merging these seeds into it")
     p.add_argument("--memory-only", action="store_true",
                    help="train nothing: recompute the memory table of the existing RESULTS_DIR/PROFILE with the "
                         "current code and re-judge its claims")

@@ -16,9 +16,12 @@ out-of-distribution table) and repeat the fine-tuning with 10-100 % of the data.
 ===========================  =============================================================
 
 Sizes come from a :class:`~fwi_teach.profiles.Profile` (``"smoke"``, ``"cpu"``, ``"gpu"``,
-``"paper"``). Every family's validation split is also its test set, as in OpenFWI. Each
-family is normalised with its own published seismic bounds, also when the six pretraining
-sets are concatenated.
+``"paper"``). Every family has three disjoint splits: the training split trains, the
+validation split picks the best epoch, and the test split, which neither training nor
+selection reads, gives every reported number; each evaluation also keeps the metrics of
+every test sample (``per_sample`` in the results records), for paired confidence
+intervals (:mod:`fwi_teach.stats`). Each family is normalised with its own published
+seismic bounds, also when the six pretraining sets are concatenated.
 
 Cache layout (``cache_dir`` argument, else ``$FWI_TEACH_CACHE``, else ``~/.cache/fwi_teach``)::
 
@@ -101,7 +104,8 @@ def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progres
     families = p.pretrain_families if kind == "pfm" else (family,)
     kw = dict(profile=p, cache_dir=cache_dir, data_dir=data_dir, device=device, progress=progress)
     train_sets = [art.load_split(f, "train", fraction=fraction, **kw) for f in families]
-    test_sets = {f: art.load_split(f, "val", **kw) for f in families}
+    val_sets = {f: art.load_split(f, "val", **kw) for f in families}  # best epoch only
+    test_sets = {f: art.load_split(f, "test", **kw) for f in families}  # reported only, read after training
     torch.manual_seed(seed)
     model = art.network(p)
     if kind in METHODS:
@@ -116,14 +120,16 @@ def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progres
                   "fft": (p.epochs_finetune, p.lr_finetune), "lora": (p.epochs_finetune, p.lr_lora)}[kind]
     folder = pdir / "models" / name
     cfg = TrainConfig(epochs=epochs, batch_size=p.batch_size, lr=lr, weight_decay=p.weight_decay, loss=p.loss,
-                      device=device, seed=int(seed), checkpoint_dir=folder / "checkpoints", progress=progress,
+                      schedule=p.schedule, warmup_epochs=p.warmup_epochs, device=device, seed=int(seed), checkpoint_dir=folder / "checkpoints", progress=progress,
                       eval_batch_size=max(p.batch_size, 32),
                       num_workers=2 if art.resolve_device(device).type == "cuda" else 0)  # loading keeps up
     train = train_sets[0] if len(train_sets) == 1 else ConcatDataset(train_sets)
-    val = test_sets[family] if family else ConcatDataset(list(test_sets.values()))
+    val = val_sets[family] if family else ConcatDataset(list(val_sets.values()))
     result = fit(model, train, val, cfg)
     saved = art.save_model(model, folder, lora=kind == "lora")
-    metrics = {f: evaluate(model, ds, batch_size=cfg.eval_batch_size, device=device) for f, ds in test_sets.items()}
+    metrics = {f: evaluate(model, ds, batch_size=cfg.eval_batch_size, device=device, per_sample=True)
+               for f, ds in test_sets.items()}
+    per_sample = {f: m.pop("per_sample") for f, m in metrics.items()}
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     base = {"experiment": name, "kind": kind, "method": {"pfm": "pretrain", "baseline": "scratch"}.get(kind, kind),
             "train_family": family or "+".join(families), "fraction": fraction, "n_train_samples": len(train),
@@ -133,7 +139,7 @@ def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progres
             "samples_per_s": result.samples_per_s, "wall_time_s": time.perf_counter() - start}
     rows = [{**base, "eval_family": f, **m} for f, m in metrics.items()]
     record = art.make_record(name, p, seed, data_dir, env, rows, train=result.to_dict(), artifacts=saved,
-                             lora=vars(art.lora_settings(p)) if kind == "lora" else None)
+                             lora=vars(art.lora_settings(p)) if kind == "lora" else None, per_sample=per_sample)
     art.write_results(pdir / "results" / f"{name}.json", record)
     return record
 
@@ -142,7 +148,7 @@ def pretrain_pfm(profile, cache_dir=None, seed=0, device="auto", data_dir=None, 
     """Pretrain the foundation model (PFM) on the profile's pretraining families, concatenated.
 
     Each family keeps its own seismic normalisation bounds. The validation sets of all of
-    them, concatenated, pick the best epoch; the results hold the metrics per family.
+    them, concatenated, pick the best epoch; the results hold the test metrics per family.
 
     Parameters
     ----------
@@ -243,6 +249,8 @@ def evaluation_matrix(profile, models=None, families=None, cache_dir=None, seed=
     name, pdir = f"matrix-s{int(seed)}", art.profile_dir(p, cache_dir)
     old = art.read_results(pdir / "results" / f"{name}.json", p, data_dir)
     done = {(r["model"], r["eval_family"]): r for r in (old or {}).get("rows", [])}
+    samples = dict((old or {}).get("per_sample", {}))  # "<model>|<family>" -> per-sample metrics
+    done = {k: r for k, r in done.items() if f"{k[0]}|{k[1]}" in samples}  # older records lack them: redo
     kw = dict(cache_dir=cache_dir, seed=seed, device=device, data_dir=data_dir, progress=progress)
     env, test_sets = art.environment(device), {}
     with tqdm(total=len(specs) * len(families), desc="evaluation matrix", unit="eval", disable=not progress) as bar:
@@ -255,8 +263,10 @@ def evaluation_matrix(profile, models=None, families=None, cache_dir=None, seed=
             model = art.load_model(spec, p, cache_dir, seed)
             for f in todo:
                 if f not in test_sets:
-                    test_sets[f] = art.load_split(f, "val", p, cache_dir, data_dir, device=device, progress=progress)
-                metrics = evaluate(model, test_sets[f], batch_size=max(p.batch_size, 32), device=device)
+                    test_sets[f] = art.load_split(f, "test", p, cache_dir, data_dir, device=device, progress=progress)
+                metrics = evaluate(model, test_sets[f], batch_size=max(p.batch_size, 32), device=device,
+                                   per_sample=True)
+                samples[f"{spec}|{f}"] = metrics.pop("per_sample")
                 done[(spec, f)] = {"model": spec, "kind": kind, "method": own["method"],
                                    "train_family": own["train_family"], "eval_family": f,
                                    "relation": _relation(kind, family, f, p), **metrics,
@@ -264,9 +274,10 @@ def evaluation_matrix(profile, models=None, families=None, cache_dir=None, seed=
                                    "peak_memory_mb": own["peak_memory_mb"]}
                 bar.update(1)
             art.write_results(pdir / "results" / f"{name}.json",
-                              art.make_record(name, p, seed, data_dir, env, list(done.values())))
+                              art.make_record(name, p, seed, data_dir, env, list(done.values()), per_sample=samples))
     rows = [done[(s, f)] for s in specs for f in families]
-    return art.make_record(name, p, seed, data_dir, env, rows)
+    return art.make_record(name, p, seed, data_dir, env, rows,
+                           per_sample={f"{s}|{f}": samples[f"{s}|{f}"] for s in specs for f in families})
 
 
 def low_data_sweep(profile, families=None, fractions=None, methods=LOW_DATA_METHODS, cache_dir=None, seed=0,

@@ -48,7 +48,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["VELOCITY_SCALE_MPS", "mae", "rmse", "ssim_openfwi", "gaussian_window", "evaluate_metrics"]
+__all__ = ["VELOCITY_SCALE_MPS", "mae", "rmse", "ssim_openfwi", "gaussian_window", "evaluate_metrics",
+           "per_sample_metrics"]
 
 #: Normalised velocity unit in m/s: ``v_mps = 3000 + 1500 * v_normalised``.
 VELOCITY_SCALE_MPS = 1500.0
@@ -209,3 +210,32 @@ def evaluate_metrics(pred: Any, target: Any) -> dict[str, float]:
     out["mae_mps"] = out["mae"] * VELOCITY_SCALE_MPS
     out["rmse_mps"] = out["rmse"] * VELOCITY_SCALE_MPS
     return out
+
+
+def per_sample_metrics(pred: Any, target: Any) -> dict[str, np.ndarray]:
+    """MAE, RMSE and SSIM of every sample (normalised velocity), for paired statistics.
+
+    Parameters
+    ----------
+    pred, target : array_like or torch.Tensor
+        Normalised velocity maps, same shape ``(N, 1, H, W)`` or ``(N, H, W)``.
+
+    Returns
+    -------
+    dict
+        ``mae``, ``rmse``, ``ssim``: float64 arrays of shape ``(N,)``. Their means over
+        samples equal :func:`evaluate_metrics`'s MAE and SSIM (RMSE: the root of the
+        mean of the squares).
+
+    Raises
+    ------
+    ValueError
+        As :func:`mae`.
+    """
+    p, t = _pair(pred, target)
+    if p.dim() == 2:
+        p, t = p[None], t[None]
+    err = (p - t).double().flatten(1)
+    return {"mae": err.abs().mean(1).numpy(), "rmse": err.pow(2).mean(1).sqrt().numpy(),
+            "ssim": ssim_openfwi(p, t, reduction="sample").astype(np.float64)}
+

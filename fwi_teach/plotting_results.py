@@ -218,10 +218,24 @@ def save_reference_figures(results, folder) -> list:
                                              title="PFM vs task-specific baselines"),
         "finetuning": plot_model_comparison(results, s["finetune_families"], ("baseline", "fft", "lora"),
                                             title="Fine-tuned PFM vs task-specific baselines"),
-        "ood_matrix": plot_evaluation_matrix(results.matrix),
-        "lowdata": plot_low_data(results.lowdata, title="Low-data sweep"),
+        "ood_matrix": plot_evaluation_matrix(results.mean_rows("matrix")),
+        "lowdata": plot_low_data(results.mean_rows("lowdata"), title="Low-data sweep (mean over seeds)"),
         "openfwi": plot_openfwi_comparison(results.openfwi),
     }
+    from .plotting_evidence import plot_claim, plot_histories, plot_predictions, plot_with_references
+
+    figures["baselines_vs_mean_map"] = plot_with_references(results, list(s["baseline_families"]), ("baseline",),
+                                                            title="Task-specific baselines vs the training-mean map")
+    figures["finetuning_references"] = plot_with_references(results, list(s["finetune_families"]),
+                                                            ("baseline", "pfm", "fft", "lora"))
+    for claim in results.claims():
+        figures[f"claim{claim.label}"] = plot_claim(claim)
+    figures["histories"] = plot_histories(results, ["pfm", f"baseline:{s['finetune_families'][0]}",
+                                                    f"fft:{s['finetune_families'][0]}",
+                                                    f"lora:{s['finetune_families'][0]}"])
+    if results.predictions():
+        for fam in s["finetune_families"]:
+            figures[f"predictions_{fam}"] = plot_predictions(results, fam)
     paths = []
     for name, fig in figures.items():
         path = folder / f"{name}.png"

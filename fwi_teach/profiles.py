@@ -20,9 +20,12 @@ and which families take part in which experiment. Four profiles ship with the pa
     The paper's sizes: real OpenFWI data (``data_dir``), full-width InversionNet (24.4 M
     parameters), 1000 time samples, 120 pretraining epochs, batch 256, several GPUs.
 
-In OpenFWI the validation split doubles as the test set (there is no third split), and
-the experiments do the same: ``n_val`` samples per family select the best epoch *and*
-give the reported metrics (:attr:`Profile.n_test` is ``n_val``). Make a variant with
+Every family has three disjoint splits: ``n_train`` samples train, ``n_val`` select the
+best epoch (and any tuning), and ``n_test`` give every reported number; training and
+selection never read them. On downloaded OpenFWI data, which has a training and a
+validation split only, the first half of the validation samples is the validation
+split and the second half the test split (:func:`fwi_teach.data.layout.download_holdout`).
+Make a variant with
 ``dataclasses.replace(get_profile("smoke"), name="mine", epochs_pretrain=3)``; give it a
 new name, since results are cached per profile name.
 
@@ -57,9 +60,10 @@ class Profile:
     Attributes
     ----------
     name, description : str
-    n_train, n_val : int or None
-        Training and validation (= test) samples per family. ``None``: all samples of
-        the real data in ``data_dir`` (such a profile cannot generate data).
+    n_train, n_val, n_test : int or None
+        Training, validation (best epoch, tuning) and test (reported only) samples per
+        family. ``None``: all samples of the real data in ``data_dir`` (such a profile
+        cannot generate data); all three are ``None`` or none is.
     samples_per_file : int
         Samples per ``.npy`` file of generated sets (OpenFWI: 500).
     nt : int
@@ -76,8 +80,11 @@ class Profile:
         fine-tuning run (FFT, LoRA, and the low-data runs of every method).
     batch_size : int
     lr_pretrain, lr_baseline, lr_finetune, lr_lora : float
-        AdamW learning rates (constant) of pretraining, baselines, full fine-tuning and
-        LoRA. LoRA's ``B`` matrices start at zero, so it usually wants a larger rate.
+        Peak AdamW learning rates of pretraining, baselines, full fine-tuning and LoRA.
+        LoRA's ``B`` matrices start at zero, so it usually wants a larger rate.
+    schedule, warmup_epochs : str, float
+        Learning-rate schedule of every run (:func:`fwi_teach.training.learning_rate`):
+        ``"constant"`` or ``"cosine"``, after a linear warm-up of ``warmup_epochs``.
     weight_decay : float
     loss : str
         ``"l1"`` (OpenFWI) or ``"l1+l2"``.
@@ -105,6 +112,7 @@ class Profile:
     description: str
     n_train: int | None
     n_val: int | None
+    n_test: int | None = None
     samples_per_file: int = 500
     nt: int = 1000
     time_decimation: int = 4
@@ -120,6 +128,8 @@ class Profile:
     lr_lora: float = 1e-3
     weight_decay: float = 1e-4
     loss: str = "l1"
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
     lora_rank: int = 4
     lora_alpha: float = 4.0
     pretrain_families: tuple = _PRETRAIN
@@ -143,7 +153,10 @@ class Profile:
             if bad or not names:
                 fail(f"{field}={names!r}; use canonical family names from {_ALL}")
             object.__setattr__(self, field, names)
-        for field in ("n_train", "n_val"):
+        sizes = (self.n_train, self.n_val, self.n_test)
+        if any(v is None for v in sizes) and not all(v is None for v in sizes):
+            fail(f"n_train, n_val, n_test = {sizes}; set all three (generated data) or none (all of the real data)")
+        for field in ("n_train", "n_val", "n_test"):
             value = getattr(self, field)
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 fail(f"{field}={value!r}; expected a positive integer, or None for 'all of the real data'")
@@ -154,6 +167,10 @@ class Profile:
                 fail(f"{field}={value!r}; expected a positive integer")
         if self.nt // self.time_decimation < 1:
             fail(f"time_decimation={self.time_decimation} leaves no samples of nt={self.nt}")
+        if self.schedule not in ("constant", "cosine"):
+            fail(f"schedule={self.schedule!r}; expected 'constant' or 'cosine'")
+        if not 0 <= self.warmup_epochs < min(self.epochs_pretrain, self.epochs_baseline, self.epochs_finetune):
+            fail(f"warmup_epochs={self.warmup_epochs!r}; expected a number of epochs in [0, the smallest epochs)")
         if self.boundary not in _BOUNDARIES:
             fail(f"boundary={self.boundary!r}; expected one of {_BOUNDARIES}")
         for field in ("width_multiplier", "lr_pretrain", "lr_baseline", "lr_finetune", "lr_lora", "lora_alpha"):
@@ -169,11 +186,6 @@ class Profile:
         """Time samples per trace that the network sees: ``nt // time_decimation``."""
         return self.nt // self.time_decimation
 
-    @property
-    def n_test(self) -> int | None:
-        """Test samples per family: the validation split (OpenFWI has no separate test split)."""
-        return self.n_val
-
     def settings(self) -> dict:
         """The fields that change results (not name, description, estimates): a cache fingerprint."""
         skip = {"name", "description", "device_hint", "est_minutes_cpu", "est_minutes_gpu", "est_note"}
@@ -183,22 +195,22 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("smoke", "CI check of the whole chain on 2 CPU cores; numbers carry no trend",
-            n_train=24, n_val=8, batch_size=8, est_minutes_cpu=2.5, est_minutes_gpu=2.0,
+            n_train=24, n_val=8, n_test=8, batch_size=8, est_minutes_cpu=2.5, est_minutes_gpu=2.0,
             est_note="cost model; `python benchmarks/chain_smoke.py` measures it on your machine "
                      "(several times longer when other processes share the cores)"),
     Profile("cpu", "the paper's trends on 2 CPU cores in under 2.5 hours (whole chain, data included)",
-            n_train=400, n_val=80, width_multiplier=0.25, epochs_pretrain=12, epochs_baseline=30,
+            n_train=400, n_val=80, n_test=80, width_multiplier=0.25, epochs_pretrain=12, epochs_baseline=30,
             epochs_finetune=15, batch_size=8, lr_pretrain=5e-4, lr_baseline=5e-4, lr_finetune=2.5e-4,
             lr_lora=1e-3, lora_rank=4, lora_alpha=4.0, low_data_fractions=(0.1, 0.25, 0.5, 1.0),
             est_minutes_cpu=83.0, est_minutes_gpu=13.0,
             est_note="cost model (estimate_minutes); the committed run in results/cpu/ records the measured time"),
     Profile("gpu", "one Colab-class GPU (T4 or better) in well under an hour",
-            n_train=800, n_val=160, time_decimation=2, width_multiplier=0.5,
+            n_train=800, n_val=160, n_test=160, time_decimation=2, width_multiplier=0.5,
             epochs_pretrain=25, epochs_baseline=25, epochs_finetune=12, batch_size=64,
             lora_rank=8, lora_alpha=8.0, device_hint="cuda", est_minutes_cpu=475.0, est_minutes_gpu=34.0,
             est_note="cost model; a T4 is taken as 5x slower than the H100 the GPU constants were measured on"),
     Profile("paper", "the paper's scale: real OpenFWI data via data_dir, full InversionNet, several GPUs",
-            n_train=None, n_val=None, time_decimation=1, boundary="openfwi", width_multiplier=1.0,
+            n_train=None, n_val=None, n_test=None, time_decimation=1, boundary="openfwi", width_multiplier=1.0,
             epochs_pretrain=120, epochs_baseline=120, epochs_finetune=50, batch_size=256,
             lr_pretrain=1e-4, lr_baseline=1e-4, lr_finetune=1e-4, lr_lora=1e-3, lora_rank=16, lora_alpha=16.0,
             device_hint="multi-gpu",
@@ -313,19 +325,19 @@ def chain_workload(profile) -> dict:
     if p.n_train is None or p.n_val is None:
         raise ValueError(f"profile {p.name!r} uses all of the real data (n_train=None); its workload depends on "
                          "the download, so it cannot be counted here")
-    nt, nv = p.n_train, p.n_val
+    nt, nv, ns = p.n_train, p.n_val, p.n_test
 
     def runs(n_runs, epochs, share=1.0, sets=1):
         n_used = max(1, round(share * nt)) * sets
-        return {"train_samples": n_runs * epochs * n_used, "eval_samples": n_runs * (epochs + 1) * nv * sets,
+        return {"train_samples": n_runs * epochs * n_used, "eval_samples": n_runs * (epochs * nv + ns) * sets,
                 "runs": n_runs}
 
-    stages = {"data": {"simulated_samples": len(_ALL) * (nt + nv)},  # every family is a test set
+    stages = {"data": {"simulated_samples": len(_ALL) * (nt + nv + ns)},  # every family is a test set
               "pretrain": runs(1, p.epochs_pretrain, sets=len(p.pretrain_families)),
               "baselines": runs(len(p.baseline_families), p.epochs_baseline),
               "finetune": runs(2 * len(p.finetune_families), p.epochs_finetune)}
     n_models = 1 + len(p.baseline_families) + 2 * len(p.finetune_families)
-    stages["matrix"] = {"eval_samples": n_models * len(_ALL) * nv}
+    stages["matrix"] = {"eval_samples": n_models * len(_ALL) * ns}
     low = {"train_samples": 0, "eval_samples": 0, "runs": 0}
     for family in p.low_data_families:
         for method in LOW_DATA_METHODS:
@@ -385,16 +397,16 @@ def _minutes(value) -> str:
 def profile_table(profiles=None) -> str:
     """A Markdown table of the profiles (default: the built-in ones), one row each.
 
-    Columns: samples per family (train / validation = test), network input (time samples
+    Columns: samples per family (train / validation / test), network input (time samples
     after decimation), InversionNet width and parameters, epochs (pretraining / baseline /
     fine-tuning), batch size, LoRA rank, and the estimated whole-chain time on a CPU and a GPU.
     """
-    rows = ["| profile | samples / family (train / val = test) | input (nt / decimation) | width (parameters) "
+    rows = ["| profile | samples / family (train / val / test) | input (nt / decimation) | width (parameters) "
             "| epochs (pretrain / baseline / fine-tune) | batch | LoRA rank | chain on 2 CPU cores | chain on 1 GPU "
             "| purpose |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for p in (PROFILES.values() if profiles is None else [get_profile(q) for q in profiles]):
-        samples = "all of OpenFWI (data_dir)" if p.n_train is None else f"{p.n_train} / {p.n_val}"
+        samples = "all of OpenFWI (data_dir)" if p.n_train is None else f"{p.n_train} / {p.n_val} / {p.n_test}"
         params = _param_count(p.width_multiplier, p.input_length)
         width = f"{p.width_multiplier:g}" + (f" ({params / 1e6:.2f} M)" if params else "")
         rows.append(f"| `{p.name}` | {samples} | {p.input_length} ({p.nt} / {p.time_decimation}) | {width} "

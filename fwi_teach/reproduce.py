@@ -1,31 +1,16 @@
 """Reproduce the paper's experiments at one profile and keep their compact results.
 
 :func:`reproduce` runs the whole chain (:func:`fwi_teach.experiments.run_chain`: data,
-PFM, baselines, FFT and LoRA fine-tuning, the evaluation matrix, the low-data sweep) and
-then :func:`export_results` gathers the cached results into one small folder,
-``results/<profile>/``, meant to be committed:
+PFM, baselines, FFT and LoRA fine-tuning, the evaluation matrix, the low-data sweep) once
+per training seed on shared data, and then :func:`export_results` gathers the cached
+results into one small folder, ``results/<profile>/``, meant to be committed (its files
+are listed in :mod:`fwi_teach.results`). Seeds may run in separate calls: each export
+merges into the folder, which then holds every seed. The verdicts on the paper's claims
+are recomputed from all of them (:func:`fwi_teach.claims.evaluate_claims`).
 
-=====================  ==================================================================
-``meta.json``          profile and its settings, seed, data source, git commits, machine,
-                       timings of each stage and of the whole chain
-``runs.csv``           every training run on its own test set(s): metrics, trainable and
-                       total parameters, peak training memory, wall time
-``matrix.csv``         every model on every family's test set (out of distribution)
-``lowdata.csv``        scratch / FFT / LoRA at each share of the training data
-``timings.csv``        measured and estimated seconds of each stage
-``openfwi.csv``        our baselines next to OpenFWI's published InversionNet numbers and
-                       the score of a structureless prediction (the training mean map)
-``memory.csv``         the training-memory account per step of FFT and LoRA at the
-                       profile's setting and at full width, batch 256
-                       (:func:`fwi_teach.memory.claim_memory_rows`; claim 3 uses it)
-``claims.json``        the verdicts of :func:`fwi_teach.claims.evaluate_claims`
-``summary.md``         the verdicts in words
-``figures/*.png``      the figures drawn from these files
-=====================  ==================================================================
-
-Every table is also written as ``.json``. :func:`load_reference_results` reads a folder
-back; the book's "reference results" sections use it, so a book built with the quick
-``smoke`` profile still shows the findings of a larger run, labelled with its profile.
+:func:`load_reference_results` reads a folder back; the book's "reference results"
+sections use it, so a book built with the quick ``smoke`` profile still shows the
+findings of a larger run, labelled with its profile.
 """
 
 from __future__ import annotations
@@ -34,124 +19,58 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import artifacts as art
 from .claims import claims_markdown, evaluate_claims, openfwi_comparison
-from .profiles import LOW_DATA_METHODS, get_profile, stage_seconds
+from .evidence import MEAN_MAP
+from .profiles import LOW_DATA_METHODS, METHODS, get_profile, stage_seconds
+from .results import (PER_SAMPLE_FILE, PREDICTIONS_FILE, RAW_TABLES, RESULTS_FORMAT, ReferenceResults,
+                      check_mergeable, default_results_dir, load_reference_results, per_sample_bytes,
+                      read_per_sample)
 
-__all__ = ["reproduce", "export_results", "load_reference_results", "refresh_memory", "default_results_dir", "ReferenceResults",
-           "RESULTS_FORMAT", "readme_block", "update_readme"]
+__all__ = ["reproduce", "export_results", "load_reference_results", "refresh_memory", "default_results_dir",
+           "ReferenceResults", "RESULTS_FORMAT", "readme_block", "update_readme", "check_seeds", "collect_results",
+           "PREDICTED_SAMPLES"]
 
-RESULTS_FORMAT = 1
-_TABLES = ("runs", "matrix", "lowdata", "timings", "openfwi")
-
-
-@dataclass
-class ReferenceResults:
-    """The tables of one results folder (see the module docstring), as lists of row dicts."""
-
-    profile: str
-    folder: Path
-    meta: dict
-    runs: list
-    matrix: list
-    lowdata: list
-    timings: list
-    openfwi: list
-    claims_saved: list = field(default_factory=list)
-    memory: list = field(default_factory=list)
-
-    @property
-    def settings(self) -> dict:
-        """The profile settings the results were made with."""
-        return self.meta["profile_settings"]
-
-    def metric(self, kind, family, key="ssim", eval_family=None, fraction=1.0):
-        """A value of ``runs``: model ``kind`` ("pfm", "baseline", "fft", "lora") trained on
-        ``family`` (ignored for the PFM), tested on ``eval_family`` (default ``family``)."""
-        eval_family = eval_family or family
-        for r in self.runs:
-            if (r["kind"] == kind and r["eval_family"] == eval_family and float(r["fraction"]) == float(fraction)
-                    and (kind == "pfm" or r["train_family"] == family)):
-                return r[key]
-        raise KeyError(f"no run of {kind!r} on {family!r} tested on {eval_family!r} in {self.folder}")
-
-    def claims(self) -> list:
-        """Evaluate the paper's claims from these tables (:func:`fwi_teach.claims.evaluate_claims`)."""
-        return evaluate_claims(self)
-
-    def describe(self) -> str:
-        """One paragraph: which profile, sizes, seed, commit, machine and time made these results."""
-        s, env, t = self.settings, self.meta["environment"], self.meta["timing"]
-        commits = ", ".join(c[:10] for c in self.meta["git_commits"]) or "unknown"
-        return (f"Reference results of profile '{self.profile}' (seed {self.meta['seed']}, data: "
-                f"{self.meta['data_source']}): {s['n_train']} training and {s['n_val']} test samples per family, "
-                f"InversionNet width {s['width_multiplier']:g} with {s['nt'] // s['time_decimation']} time samples, "
-                f"{s['epochs_pretrain']} / {s['epochs_baseline']} / {s['epochs_finetune']} epochs (pretraining / "
-                f"baseline / fine-tuning), LoRA rank {s['lora_rank']}. Made by commit(s) {commits} on "
-                f"{env['device']} ({env['device_name']}, {env['torch_threads']} thread(s), torch "
-                f"{env['torch_version']}); its recorded stage times add up to {t['total_s'] / 3600:.2f} h "
-                + (f"(not recorded: {', '.join(t['unrecorded_stages'])}) " if t.get("unrecorded_stages") else "")
-                + f"against a cost-model estimate of {t['estimated_s'] / 3600:.2f} h for the whole chain "
-                  "(see timings.csv).")
+#: Test samples per family whose predictions are kept in ``predictions.npz``.
+PREDICTED_SAMPLES = 4
 
 
-def default_results_dir() -> Path:
-    """Where results folders live by default.
-
-    ``$FWI_TEACH_RESULTS`` if set; else the first existing ``results`` folder of the
-    repository found from the working directory or of the clone the package was imported
-    from (the book's staging tree has none of its own); else ``./results``.
-    """
-    if os.environ.get("FWI_TEACH_RESULTS"):
-        return Path(os.environ["FWI_TEACH_RESULTS"]).expanduser().resolve()
-    from .book import find_book_root
-
-    candidates = []
-    for start in (Path.cwd(), Path(__file__).resolve().parent):
-        try:
-            candidates.append(find_book_root(start) / "results")
-        except FileNotFoundError:
-            pass
-    return next((c for c in candidates if c.is_dir()), candidates[0] if candidates else Path.cwd() / "results")
+def check_seeds(seeds) -> list:
+    """``seeds`` as a list of distinct non-negative ints; ValueError (naming the problem) otherwise."""
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("no seed given; pass at least one, e.g. --seeds 0 1 2")
+    bad = [s for s in seeds if isinstance(s, bool) or not (isinstance(s, int) or str(s).lstrip("-").isdigit())]
+    values = [int(s) for s in seeds if s not in bad]
+    if bad or any(v < 0 for v in values):
+        raise ValueError(f"seeds {seeds}: every seed must be a non-negative integer, e.g. --seeds 0 1 2")
+    dup = sorted({v for v in values if values.count(v) > 1})
+    if dup:
+        raise ValueError(f"seeds {seeds} repeat {dup}; give each seed once")
+    return values
 
 
 def _record(pdir, name, profile, data_dir):
     record = art.read_results(pdir / f"{name}.json", profile, data_dir)
     if record is None:
         raise FileNotFoundError(f"no results for {name!r} in {pdir}; run `fwi-teach reproduce --profile "
-                                f"{profile.name}` (or the missing experiment) first")
+                                f"{profile.name} --seeds {name.rsplit('-s', 1)[-1]}` (or the missing experiment) first")
     return record
 
 
-def _mean_map_metrics(family, profile, cache_dir, data_dir) -> dict:
-    """MAE / RMSE / SSIM of predicting the training set's mean velocity map for every test sample."""
-    import torch
-
-    from .metrics import evaluate_metrics
-
-    kw = dict(profile=profile, cache_dir=cache_dir, data_dir=data_dir, device="cpu", progress=False)
-    train, test = art.load_split(family, "train", **kw), art.load_split(family, "val", **kw)
-    mean = torch.stack([train[i][1] for i in range(len(train))]).mean(0)
-    truth = torch.stack([test[i][1] for i in range(len(test))])
-    metrics = evaluate_metrics(mean.expand_as(truth), truth)
-    return {k: metrics[k] for k in ("mae", "rmse", "ssim")}
+def _spec(row) -> str:
+    return "pfm" if row["kind"] == "pfm" else f"{row['kind']}:{row['train_family']}"
 
 
-def export_results(profile, results_dir=None, cache_dir=None, seed=0, data_dir=None, figures=True) -> Path:
-    """Gather the cached results of a finished chain into ``<results_dir>/<profile>/``.
+def _seed_tables(p, cache_dir, seed, data_dir, strict=True) -> dict:
+    """The raw tables of one seed, from the cache (see :data:`fwi_teach.results.RAW_TABLES`).
 
-    The folder is written beside its final place and renamed into it, so a reader never
-    sees half of it. Returns the folder.
-
-    Raises
-    ------
-    FileNotFoundError
-        If an experiment of the chain has no results yet; the message names it.
-    """
-    p = get_profile(profile)
+    ``strict``: every run of the chain must be there (an export); otherwise whatever is
+    cached is collected (a chapter's live run)."""
     pdir = art.profile_dir(p, cache_dir) / "results"
     names = [art.run_name(*art.parse_spec(s), seed=seed) for s in art.model_specs(p)]
     for fam in p.low_data_families:
@@ -159,14 +78,38 @@ def export_results(profile, results_dir=None, cache_dir=None, seed=0, data_dir=N
             for x in p.low_data_fractions:
                 if x != 1.0:
                     names.append(art.run_name("baseline" if method == "scratch" else method, fam, x, seed))
-    records = [_record(pdir, n, p, data_dir) for n in names]
-    runs = [row for rec in records for row in rec["rows"]]
-    matrix = _record(pdir, f"matrix-s{int(seed)}", p, data_dir)["rows"]
-    lowdata = _record(pdir, f"lowdata-s{int(seed)}", p, data_dir)["rows"]
-    chain = _record(pdir, f"chain-s{int(seed)}", p, data_dir)
 
-    estimate = stage_seconds(p, records[0]["environment"]["device"].split(":")[0])
-    kinds = {"pretrain": ("pfm",), "baselines": ("baseline",), "finetune": ("fft", "lora")}
+    def get(name):
+        return _record(pdir, name, p, data_dir) if strict else art.read_results(pdir / f"{name}.json", p, data_dir)
+
+    records = [r for r in (get(n) for n in names) if r is not None]
+    if not records:
+        raise FileNotFoundError(f"no trained run of profile {p.name!r} with seed {seed} in {pdir}; train one first")
+    matrix_rec = get(f"matrix-s{int(seed)}") or {"rows": []}
+    lowdata = (get(f"lowdata-s{int(seed)}") or {"rows": []})["rows"]
+    chain = get(f"chain-s{int(seed)}") or {"rows": []}
+    samples, histories = {}, []
+    for rec in records:
+        row = rec["rows"][0]
+        if "per_sample" not in rec:
+            raise ValueError(f"run {rec['name']} in {pdir} has no per-sample test metrics (made by an older version); "
+                             "delete its results file to re-run it")
+        for fam, values in rec["per_sample"].items():
+            samples[(_spec(row), float(row["fraction"]), fam)] = values
+        histories += [{"experiment": rec["name"], "model": _spec(row), "fraction": float(row["fraction"]),
+                       "seed": int(seed), **h} for h in rec["train"]["history"]]
+    for key, values in matrix_rec.get("per_sample", {}).items():
+        spec, fam = key.split("|")
+        samples.setdefault((spec, 1.0, fam), values)
+    per_sample = [{"model": spec, "fraction": x, "eval_family": fam, "seed": int(seed), "sample": i,
+                   **{m: values[m][i] for m in ("mae", "rmse", "ssim")}}
+                  for (spec, x, fam), values in sorted(samples.items()) for i in range(len(values["mae"]))]
+
+    try:
+        estimate = stage_seconds(p, records[0]["environment"]["device"].split(":")[0])
+    except ValueError:  # all of the real data: no sample counts to estimate from
+        estimate = dict.fromkeys(("data", "pretrain", "baselines", "finetune", "matrix", "lowdata"), 0.0)
+    kinds = {"pretrain": ("pfm",), "baselines": ("baseline",), "finetune": METHODS}
     last = {r["stage"]: r["wall_time_s"] for r in chain["rows"]}
     # Data and matrix times come from the last chain call; if it found them done (an earlier,
     # since overwritten call did the work), they were not recorded: None, not a false zero.
@@ -176,90 +119,204 @@ def export_results(profile, results_dir=None, cache_dir=None, seed=0, data_dir=N
                               if rec["rows"][0]["kind"] in ks and float(rec["rows"][0]["fraction"]) == 1.0)
     measured["lowdata"] = sum(rec["rows"][0]["wall_time_s"] for rec in records
                               if float(rec["rows"][0]["fraction"]) != 1.0)
-    timings = [{"stage": s, "measured_s": measured.get(s), "estimated_s": estimate.get(s),
+    timings = [{"seed": int(seed), "stage": s, "measured_s": measured.get(s), "estimated_s": estimate.get(s),
                 "source": ("sum of the runs' wall times" if s not in ("data", "matrix") else
                            "the last chain call's stage time" if measured.get(s) is not None else
-                           "not recorded: done by an earlier chain call")}
+                           "not recorded: done by an earlier chain call (data is shared by every seed)")}
                for s in estimate]
-    total = sum(r["measured_s"] for r in timings if r["measured_s"] is not None)
-    unrecorded = [r["stage"] for r in timings if r["measured_s"] is None]
-    commits = sorted({r.get("git_commit") for r in runs + matrix + lowdata if r.get("git_commit")})
-    meta = {"format": RESULTS_FORMAT, "profile": p.name, "seed": int(seed), "profile_settings": p.settings(),
-            "description": p.description, "data_source": records[0]["data_source"], "git_commits": commits,
-            "environment": records[0]["environment"], "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "timing": {"total_s": total, "estimated_s": sum(estimate.values()), "unrecorded_stages": unrecorded,
-                       "last_chain_call_s": chain.get("total_s")},
-            "note": "data and matrix times are those of the last `run_chain` call; data generated before that "
-                    "call (e.g. by an earlier, interrupted call) is not counted"}
-    ref = ReferenceResults(p.name, Path("."), meta, runs, matrix, lowdata, timings, [])
+    runs = [row for rec in records for row in rec["rows"]]
+    return {"runs": runs, "matrix": matrix_rec["rows"], "lowdata": lowdata, "timings": timings,
+            "histories": histories, "per_sample": per_sample, "environment": records[0]["environment"],
+            "data_source": records[0]["data_source"], "estimate_s": sum(estimate.values())}
+
+
+def collect_results(profile, cache_dir=None, seeds=(0,), data_dir=None) -> ReferenceResults:
+    """The results of whatever runs of ``seeds`` are cached, as a :class:`ReferenceResults` (nothing written).
+
+    For a chapter's live verdict: train the runs a claim needs, then
+    ``evaluate_claims(collect_results(p), only=["1"])``. Includes the mean-map
+    references of every tested family.
+    """
+    p = get_profile(profile)
+    seeds = check_seeds(seeds)
+    per_seed = {s: _seed_tables(p, cache_dir, s, data_dir, strict=False) for s in seeds}
+    tables = {t: [r for s in seeds for r in per_seed[s][t]] for t in RAW_TABLES}
+    per_sample = [r for s in seeds for r in per_seed[s]["per_sample"]]
+    mean_rows, _ = _mean_map(p, cache_dir, data_dir, sorted({r["eval_family"] for r in per_sample}))
+    first = per_seed[seeds[0]]
+    meta = {"format": RESULTS_FORMAT, "profile": p.name, "profile_settings": p.settings(), "seeds": seeds,
+            "data_source": first["data_source"], "environment": first["environment"], "git_commits": [],
+            "timing": {"total_s": 0.0, "estimated_s": first["estimate_s"]}}
+    ref = ReferenceResults(p.name, art.profile_dir(p, cache_dir), meta, tables["runs"], tables["matrix"],
+                           tables["lowdata"], tables["timings"], [], histories=tables["histories"],
+                           per_sample_rows=per_sample + mean_rows)
     ref.openfwi = openfwi_comparison(ref)
-    for row in ref.openfwi:  # a prediction without structure, to judge a baseline's SSIM against
-        row.update({f"mean_map_{k}": v for k, v in _mean_map_metrics(row["family"], p, cache_dir, data_dir).items()})
-    from .memory import claim_memory_rows
+    return ref
 
-    ref.memory = claim_memory_rows(p.settings())
-    claims = evaluate_claims(ref)
 
-    final = Path(results_dir or default_results_dir()) / p.name
-    tmp = final.with_name(f".{p.name}.tmp-{os.getpid()}")
+def _mean_map(p, cache_dir, data_dir, families):
+    """Per-sample metrics of the training-mean map on each family's test set, and the maps."""
+    import torch
+
+    from .metrics import per_sample_metrics
+
+    rows, maps = [], {}
+    kw = dict(profile=p, cache_dir=cache_dir, data_dir=data_dir, device="cpu", progress=False)
+    for fam in families:
+        train, test = art.load_split(fam, "train", **kw), art.load_split(fam, "test", **kw)
+        mean = torch.stack([train[i][1] for i in range(len(train))]).mean(0)
+        truth = torch.stack([test[i][1] for i in range(len(test))])
+        values = per_sample_metrics(mean.expand_as(truth), truth)
+        rows += [{"model": f"{MEAN_MAP}:{fam}", "fraction": 1.0, "eval_family": fam, "seed": None, "sample": i,
+                  **{m: float(values[m][i]) for m in values}} for i in range(len(truth))]
+        maps[fam] = (mean[0].numpy(), truth[:PREDICTED_SAMPLES, 0].numpy())
+    return rows, maps
+
+
+def _predictions(p, cache_dir, data_dir, seed, maps) -> dict:
+    """Float16 arrays: truth, mean map and the reference models' predictions of a few test samples."""
+    import numpy as np
+    import torch
+
+    from .training import predict
+
+    out = {}
+    for fam, (mean, truth) in maps.items():
+        out[f"{fam}/truth"], out[f"{fam}/mean-map"] = truth.astype(np.float16), mean.astype(np.float16)
+        test = art.load_split(fam, "test", p, cache_dir, data_dir, device="cpu", progress=False)
+        subset = [test[i][0] for i in range(min(PREDICTED_SAMPLES, len(test)))]
+        specs = ["pfm", f"baseline:{fam}"] + ([f"{m}:{fam}" for m in METHODS] if fam in p.finetune_families else [])
+        for spec in specs:
+            if spec.startswith("baseline") and fam not in p.baseline_families:
+                continue
+            model = art.load_model(spec, p, cache_dir, seed)
+            pred = predict(model, torch.stack(subset), device="cpu")[:, 0].numpy()
+            out[f"{fam}/{spec.split(':')[0]}"] = pred.astype(np.float16)
+    return out
+
+
+def _write_folder(final: Path, ref: ReferenceResults, tables: dict, per_sample: list, predictions, claims, figures):
+    """Write the folder beside its place and rename it in, so a reader never sees half of it."""
+    import numpy as np
+
+    from .data.layout import atomic_write_bytes
+
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "figures").mkdir(parents=True)
-    (tmp / "meta.json").write_text(json.dumps({**meta, "rows": []}, indent=1, default=str) + "\n")
-    for name in _TABLES + ("memory",):
-        art.write_results(tmp / f"{name}.json", {"format": RESULTS_FORMAT, "profile": p.name, "name": name,
-                                                 "rows": getattr(ref, name)})
-    art.write_results(tmp / "claims.json", {"format": RESULTS_FORMAT, "profile": p.name, "name": "claims",
+    (tmp / "meta.json").write_text(json.dumps({**ref.meta, "rows": []}, indent=1, default=str) + "\n")
+    for name, rows in tables.items():
+        art.write_results(tmp / f"{name}.json", {"format": RESULTS_FORMAT, "profile": ref.profile, "name": name,
+                                                 "rows": rows})
+    art.write_results(tmp / "claims.json", {"format": RESULTS_FORMAT, "profile": ref.profile, "name": "claims",
                                             "rows": [c.to_dict() for c in claims]})
-    (tmp / "summary.md").write_text(f"# Results of profile `{p.name}`\n\n{ref.describe()}\n\n"
-                                    + claims_markdown(claims, p.name))
+    atomic_write_bytes(tmp / PER_SAMPLE_FILE, per_sample_bytes(per_sample))
+    if predictions is not None:
+        with open(tmp / PREDICTIONS_FILE, "wb") as fh:
+            np.savez_compressed(fh, **predictions)
+    (tmp / "summary.md").write_text(f"# Results of profile `{ref.profile}`\n\n{ref.describe()}\n\n"
+                                    + claims_markdown(claims, ref.profile))
     if figures:
         from .plotting_results import save_reference_figures
 
         ref.folder = tmp
         save_reference_figures(ref, tmp / "figures")
-    old = final.with_name(f".{p.name}.old-{os.getpid()}")
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
     if final.exists():
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
-    return final
+    ref.folder = final
 
 
-def load_reference_results(profile="cpu", results_dir=None) -> ReferenceResults:
-    """Read a results folder written by :func:`export_results`.
+def export_results(profile, results_dir=None, cache_dir=None, seeds=(0,), data_dir=None, figures=True,
+                   merge=True, seed=None) -> Path:
+    """Gather the cached results of finished chains into ``<results_dir>/<profile>/``.
 
     Parameters
     ----------
-    profile : str
-        Profile name; its folder is ``<results_dir>/<profile>``.
-    results_dir : str or Path, optional
-        Default :func:`default_results_dir` (``$FWI_TEACH_RESULTS`` or the repository's
-        ``results`` folder).
+    profile : str or Profile
+    results_dir, cache_dir : path, optional
+    seeds : sequence of int, default (0,)
+        Training seeds to export (each must have finished its chain).
+    data_dir : path, optional
+    figures : bool
+    merge : bool, default True
+        Keep the other seeds of an existing folder of the same profile and settings
+        (rows of the exported seeds are replaced); False replaces the folder.
+    seed : int, optional
+        Shorthand for ``seeds=[seed]``.
+
+    Returns
+    -------
+    Path
+        The folder (written beside its place and renamed in).
 
     Raises
     ------
     FileNotFoundError
-        If the folder or one of its tables is missing; the message says how to make it.
+        If an experiment of a seed has no results yet; the message names it.
+    ValueError
+        For bad seeds, or an existing folder of another profile, settings or data
+        (:func:`fwi_teach.results.check_mergeable`).
     """
-    name = str(profile).strip().lower()
-    folder = Path(results_dir or default_results_dir()) / name
-    tables = {}
-    for table in ("meta",) + _TABLES + ("claims",):
-        path = folder / f"{table}.json"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} is missing: there are no committed results of profile {name!r} here. Clone the repository "
-                f"(they live in its results/ folder), point FWI_TEACH_RESULTS at a results folder, or make them "
-                f"with `fwi-teach reproduce --profile {name}`")
-        tables[table] = json.loads(path.read_text())
-    if tables["meta"].get("format") != RESULTS_FORMAT:
-        raise ValueError(f"{folder} has results format {tables['meta'].get('format')!r}; this version of fwi_teach "
-                         f"reads format {RESULTS_FORMAT}. Re-export them with `fwi-teach reproduce --profile {name}`")
-    meta = {k: v for k, v in tables["meta"].items() if k != "rows"}
-    memory = folder / "memory.json"  # optional: folders exported before it existed have none
-    return ReferenceResults(name, folder, meta, *(tables[t]["rows"] for t in _TABLES),
-                            claims_saved=tables["claims"]["rows"],
-                            memory=json.loads(memory.read_text())["rows"] if memory.is_file() else [])
+    p = get_profile(profile)
+    seeds = check_seeds([seed] if seed is not None else seeds)
+    per_seed = {s: _seed_tables(p, cache_dir, s, data_dir) for s in seeds}
+    first = per_seed[seeds[0]]
+    final = Path(results_dir or default_results_dir()) / p.name
+    meta = {"format": RESULTS_FORMAT, "profile": p.name, "profile_settings": p.settings(),
+            "description": p.description, "data_source": first["data_source"]}
+    tables = {t: [r for s in seeds for r in per_seed[s][t]] for t in RAW_TABLES}
+    per_sample = [r for s in seeds for r in per_seed[s]["per_sample"]]
+    old_meta, per_seed_s = {}, {}
+    if merge and (final / "meta.json").is_file():
+        old_meta = json.loads((final / "meta.json").read_text())
+        check_mergeable(old_meta, meta, final)
+        old = load_reference_results(p.name, final.parent)
+        keep = [s for s in old.seeds if s not in seeds]
+        for t in RAW_TABLES:
+            tables[t] = [r for r in getattr(old, t) if r.get("seed") in keep] + tables[t]
+        per_sample = [r for r in old.per_sample_rows if r["seed"] in keep] + per_sample
+        per_seed_s = {int(k): v for k, v in old_meta["timing"].get("per_seed_s", {}).items() if int(k) in keep}
+    mean_rows, maps = _mean_map(p, cache_dir, data_dir, sorted({r["eval_family"] for r in per_sample}))
+    per_sample = [r for r in per_sample if not r["model"].startswith(MEAN_MAP)] + mean_rows
+    for s in seeds:
+        per_seed_s[s] = sum(r["measured_s"] or 0.0 for r in per_seed[s]["timings"])
+    all_seeds = sorted(per_seed_s)
+    commits = sorted({r.get("git_commit") for t in ("runs", "matrix", "lowdata") for r in tables[t]
+                      if r.get("git_commit")})
+    meta.update({"seeds": all_seeds, "git_commits": commits, "environment": first["environment"],
+                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                 "timing": {"per_seed_s": {str(k): v for k, v in sorted(per_seed_s.items())},
+                            "total_s": sum(per_seed_s.values()), "estimated_s": first["estimate_s"]},
+                 "note": "stage times per seed: training stages sum the runs' own wall times; data and matrix "
+                         "times are those of the seed's last `run_chain` call (data is generated once, by the first "
+                         "seed, and shared)"})
+    ref = ReferenceResults(p.name, final, meta, tables["runs"], tables["matrix"], tables["lowdata"],
+                           tables["timings"], [], histories=tables["histories"], per_sample_rows=per_sample)
+    ref.openfwi = openfwi_comparison(ref)
+    from .memory import claim_memory_rows
+
+    ref.memory = claim_memory_rows(p.settings())
+    claims = evaluate_claims(ref)
+    pred_seed = min(all_seeds)
+    predictions = (_predictions(p, cache_dir, data_dir, pred_seed, maps) if pred_seed in seeds
+                   else ref_predictions(final))
+    _write_folder(final, ref, {**tables, "openfwi": ref.openfwi, "memory": ref.memory}, per_sample, predictions,
+                  claims, figures)
+    return final
+
+
+def ref_predictions(folder):
+    """The arrays of an existing ``predictions.npz`` (kept when a merge brings other seeds), or None."""
+    import numpy as np
+
+    path = Path(folder) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def refresh_memory(profile="cpu", results_dir=None) -> Path:
@@ -284,50 +341,79 @@ def refresh_memory(profile="cpu", results_dir=None) -> Path:
     return ref.folder
 
 
-def reproduce(profile="cpu", results_dir=None, cache_dir=None, seed=0, device="auto", data_dir=None,
-              progress=True, figures=True) -> Path:
-    """Run every experiment of the paper at ``profile`` and export the compact results.
+def reproduce(profile="cpu", results_dir=None, cache_dir=None, seeds=(0,), device="auto", data_dir=None,
+              progress=True, figures=True, merge=True, seed=None) -> Path:
+    """Run every experiment of the paper at ``profile`` once per seed and export the compact results.
 
     Resumable: finished runs are read from the cache (``cache_dir``), so an interrupted
-    call, or a call split over several sessions, continues where it stopped. Shows one
-    progress bar with the remaining time, weighted by the cost model.
+    call, or a call split over several sessions, continues where it stopped. Seeds run
+    one after the other on the same data; each seed is exported (merged into the
+    folder) as soon as it finishes, so a long call that stops keeps its finished seeds.
+
+    Parameters
+    ----------
+    seeds : sequence of int, default (0,)
+        Distinct non-negative training seeds (``seed=`` is shorthand for one).
+    merge : bool, default True
+        Merge into an existing folder of the same profile and settings (see
+        :func:`export_results`).
+    Other parameters as :func:`export_results` and :func:`fwi_teach.experiments.run_chain`.
 
     Returns
     -------
     Path
-        The results folder, ``<results_dir>/<profile>`` (see :func:`export_results`).
+        The results folder, ``<results_dir>/<profile>``.
     """
     from .experiments import run_chain
 
-    run_chain(profile, cache_dir=cache_dir, seed=seed, device=device, data_dir=data_dir, progress=progress)
-    return export_results(profile, results_dir, cache_dir, seed, data_dir, figures)
+    seeds = check_seeds([seed] if seed is not None else seeds)
+    folder = None
+    for i, s in enumerate(seeds):
+        run_chain(profile, cache_dir=cache_dir, seed=s, device=device, data_dir=data_dir, progress=progress)
+        folder = export_results(profile, results_dir, cache_dir, [s], data_dir, figures and i == len(seeds) - 1,
+                                merge=merge or i > 0)
+    return folder
 
 
 README_START = "<!-- reference results: generated by `fwi-teach reproduce --update-readme`; do not edit by hand -->"
 README_END = "<!-- end of reference results -->"
 
 
-def readme_block(results: ReferenceResults) -> str:
-    """The README's "what reproduces" section, written from a results folder."""
+def readme_block(results: ReferenceResults | None) -> str:
+    """The README's "what reproduces" section, written from a results folder (None: there is none yet)."""
+    from .claims import BASELINE_TARGETS, family_title
+    from .evidence import VERDICTS
+
+    if results is None:
+        return "\n".join([README_START, "", "No reference run under the current evidence protocol (held-out test "
+                           "split, several seeds, paired confidence intervals) is committed yet, so this README "
+                           "states no verdict. Make one with `fwi-teach reproduce --profile cpu --seeds 0 1 2 "
+                           "--update-readme`.", "", README_END])
     claims = results.claims()
-    held = [c for c in claims if c.verdict == "reproduced"]
-    part = [c for c in claims if c.verdict == "partly reproduced"]
-    failed = [c for c in claims if c.verdict == "not reproduced"]
-
-    def numbers(cs):
-        return ", ".join(str(c.number) for c in cs) or "none"
-
-    fva = next((r for r in results.openfwi if r["family"] == "flatvel-a"), None)
+    by = {v: ", ".join(c.label for c in claims if c.verdict == v) or "none" for v in VERDICTS}
     lines = [README_START, "", results.describe(), "",
-             f"Of the paper's five claims, this run reproduces {numbers(held)}, partly reproduces {numbers(part)} "
-             f"and does not reproduce {numbers(failed)}:", ""]
-    lines += [f"{c.number}. {c.text} **{c.verdict.capitalize()}**: {c.evidence}" for c in claims]
+             f"Of the paper's claims (claim 4 in two parts), this run reproduces {by['reproduced']}, partly "
+             f"reproduces {by['partly reproduced']}, finds {by['inconclusive']} inconclusive and contradicts "
+             f"{by['contradicted']}. A comparison is won when the 95 % confidence interval of the paired difference "
+             "(bootstrap over test samples and seeds) lies on the claimed side of zero, lost when it lies on the "
+             "other side, and tied otherwise; comparisons with a model that did not beat the training-mean map "
+             "are not counted.", ""]
+    lines += [f"- **{c.label}. {c.verdict.capitalize()}.** {c.text} {c.evidence}" for c in claims]
+    rows = results.openfwi
+    learned = [r for r in rows if r["learned"]]
+    met = [r for r in rows if r["meets_targets"]]
+    lines += ["", f"Task-specific baselines beat the training-mean map on both MAE and SSIM (CIs) on {len(learned)} of "
+                  f"{len(rows)} families, and reach MAE <= {BASELINE_TARGETS['mae_ratio']:g}x and SSIM >= +"
+                  f"{BASELINE_TARGETS['ssim_gain']:g} of the mean map's on {len(met)}"
+                  + (f" (not: {', '.join(family_title(r['family']) for r in rows if not r['meets_targets'])})"
+                     if len(met) < len(rows) else "") + "."]
+    fva = next((r for r in rows if r["family"] == "flatvel-a"), None)
     if fva:
-        lines += ["", f"The FlatVel-A baseline reaches SSIM {fva['ssim']:.3f} (the structureless training-mean map: "
-                      f"{fva['mean_map_ssim']:.3f}; OpenFWI's published InversionNet: {fva['openfwi_ssim']:.4f} with "
-                      f"{fva['openfwi_n_train']:,} training samples and {fva['openfwi_epochs']} epochs)."]
-    lines += ["", f"Files: `results/{results.profile}/` (tables as CSV and JSON, `summary.md`, `figures/`).", "",
-              README_END]
+        lines[-1] += (f" The FlatVel-A baseline reaches SSIM {fva['ssim']:.3f} (mean map {fva['mean_map_ssim']:.3f}; "
+                      f"OpenFWI's published InversionNet {fva['openfwi_ssim']:.4f} with {fva['openfwi_n_train']:,} "
+                      f"training samples and {fva['openfwi_epochs']} epochs).")
+    lines += ["", f"Files: `results/{results.profile}/` (tables as CSV and JSON, per-sample test metrics, "
+                  "`summary.md`, `figures/`).", "", README_END]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
 import random
 import sys
 import threading
@@ -34,7 +35,9 @@ if TYPE_CHECKING:
 
 _FORMAT = "fwi_teach.training/1"
 # Settings that must match for a resumed run to continue the same optimisation.
-_RESUME_KEYS = ("batch_size", "lr", "weight_decay", "loss", "seed", "max_steps_per_epoch")
+_RESUME_KEYS = ("batch_size", "lr", "weight_decay", "loss", "seed", "max_steps_per_epoch", "schedule",
+                "warmup_epochs")
+_RESUME_DEFAULTS = {"schedule": "constant", "warmup_epochs": 0.0}  # checkpoints written before these existed
 _MB = 2.0 ** 20
 
 
@@ -105,21 +108,31 @@ def _amp_dtype(amp: str, device: torch.device):
 
 
 #: ``preload="auto"`` keeps a data set in memory when it takes at most this many bytes.
-PRELOAD_LIMIT_BYTES = 2 * 1024 ** 3
+PRELOAD_LIMIT_BYTES = 8 * 1024 ** 3
+
+
+def preload_limit_bytes() -> int:
+    """The most bytes ``preload="auto"`` keeps in memory: a quarter of the machine's RAM, at most
+    :data:`PRELOAD_LIMIT_BYTES` (8 GiB)."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        ram = 8 * 1024 ** 3
+    return int(min(PRELOAD_LIMIT_BYTES, ram // 4))
 
 
 def _preloaded(dataset, mode, is_distributed: bool, desc: str, show: bool):
     """``dataset`` as an in-memory ``TensorDataset`` (same items, same order), or unchanged.
 
     ``mode``: True, False or "auto" (when not distributed and the data take at most
-    :data:`PRELOAD_LIMIT_BYTES`). Reading every item once instead of once per epoch
+    :func:`preload_limit_bytes`). Reading every item once instead of once per epoch
     removes the per-step file reads, decimation and normalisation.
     """
     if mode is False or dataset is None or isinstance(dataset, TensorDataset) or len(dataset) == 0:
         return dataset
     x0, y0 = _unpack(dataset[0], desc)
     item_bytes = sum(t.numel() * t.element_size() for t in (torch.as_tensor(x0), torch.as_tensor(y0)))
-    if mode == "auto" and (is_distributed or item_bytes * len(dataset) > PRELOAD_LIMIT_BYTES):
+    if mode == "auto" and (is_distributed or item_bytes * len(dataset) > preload_limit_bytes()):
         return dataset
     xs, ys = [], []
     for i in tqdm(range(len(dataset)), desc=f"loading {desc} into memory", leave=False, disable=not show):
@@ -245,8 +258,10 @@ class _RssMeter:
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def _eval_sums(module: nn.Module, loader, device: torch.device, loss_fn) -> list[float]:
-    """[n_samples, n_pixels, sum |e|, sum e^2, sum of per-sample SSIM, sum of per-sample loss]."""
+def _eval_sums(module: nn.Module, loader, device: torch.device, loss_fn, per_sample=None) -> list[float]:
+    """[n_samples, n_pixels, sum |e|, sum e^2, sum of per-sample SSIM, sum of per-sample loss].
+
+    ``per_sample``, a dict of lists, if given, collects every sample's MAE, RMSE and SSIM."""
     was_training = module.training
     module.eval()
     sums = [0.0] * 6
@@ -261,6 +276,9 @@ def _eval_sums(module: nn.Module, loader, device: torch.device, loss_fn) -> list
             sums[1] += pix
             sums[2] += _metrics.mae(pred, y) * pix
             sums[3] += _metrics.rmse(pred, y) ** 2 * pix
+            if per_sample is not None:
+                for key, values in _metrics.per_sample_metrics(pred, y).items():
+                    per_sample.setdefault(key, []).extend(values.tolist())
             sums[4] += float(np.sum(_metrics.ssim_openfwi(pred, y, reduction="sample")))
             sums[5] += float(loss_fn(pred, y)) * n
     finally:
@@ -286,9 +304,13 @@ def _resume_state(path: Path, cfg: TrainConfig, model: nn.Module, ctx) -> dict:
         raise ValueError(f"{path} is not a checkpoint written by fwi_teach.training.fit; remove it or pass "
                          f"resume=False to start over")
     saved = state["config"]
+    if cfg.schedule == "cosine" and saved.get("epochs") != cfg.epochs:
+        raise ValueError(f"{path} was written by a run of {saved.get('epochs')} epochs; a cosine schedule is fixed "
+                         f"by its length, so it cannot continue to epochs={cfg.epochs}. Use epochs="
+                         f"{saved.get('epochs')}, another checkpoint_dir, or resume=False to start over")
     for key in _RESUME_KEYS:
-        if saved.get(key) != getattr(cfg, key):
-            raise ValueError(f"{path} was written with {key}={saved.get(key)!r} but this run has "
+        if saved.get(key, _RESUME_DEFAULTS.get(key)) != getattr(cfg, key):
+            raise ValueError(f"{path} was written with {key}={saved.get(key, _RESUME_DEFAULTS.get(key))!r} but this run has "
                              f"{key}={getattr(cfg, key)!r}; use the same settings to resume, another "
                              f"checkpoint_dir, or resume=False to start over")
     if state.get("world_size", 1) != ctx.world_size and ctx.is_main:
@@ -362,8 +384,10 @@ def _throughput(history: list):
             sum(h["samples"] for h in history) / train_time if train_time > 0 else None)
 
 
-def _train_epoch(net, loader, optimizer, scaler, loss_fn, amp_dtype, device, max_steps, bar, meter):
-    """One pass over ``loader``; returns (loss sum, samples, steps, seconds, memory breakdown or None)."""
+def _train_epoch(net, loader, optimizer, scaler, loss_fn, amp_dtype, device, max_steps, bar, meter, lr_of=None):
+    """One pass over ``loader``; returns (loss sum, samples, steps, seconds, memory breakdown or None).
+
+    ``lr_of(i)``, if given, is the learning rate of the epoch's step ``i``."""
     net.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n = steps = 0
@@ -375,6 +399,9 @@ def _train_epoch(net, loader, optimizer, scaler, loss_fn, amp_dtype, device, max
     t0 = time.perf_counter()
     for batch in loader:
         x, y = _unpack(batch, "train_dataset")
+        if lr_of is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_of(steps)
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True).float()
         hooks = meter.hooks() if meter is not None and breakdown is None else contextlib.nullcontext()

@@ -50,6 +50,7 @@ so compare it between fresh processes.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -70,12 +71,33 @@ from .train_utils import (_amp_dtype, _as_dataset, _atomic_save, _check_dataset,
                           _preloaded, _restore_run, _RssMeter, _SavedTensorMeter, _seed_everything, _throughput,
                           _train_epoch)
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "predict", "load_weights", "LOSSES", "AMP_MODES"]
+__all__ = ["TrainConfig", "TrainResult", "fit", "evaluate", "predict", "load_weights",
+           "learning_rate", "LOSSES", "AMP_MODES", "SCHEDULES"]
 
 #: Loss names accepted by :class:`TrainConfig`.
 LOSSES = ("l1", "l2", "l1+l2")
 #: Mixed-precision modes accepted by :class:`TrainConfig` (``True`` means "auto", ``False`` "off").
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+#: Learning-rate schedules accepted by :class:`TrainConfig`.
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(config, step: int, steps_per_epoch: int) -> float:
+    """Learning rate of optimiser step ``step`` (counted from 0) under ``config``'s schedule.
+
+    Warm-up: ``lr * (step + 1) / warmup_steps`` for the first ``warmup_epochs *
+    steps_per_epoch`` steps. Then ``lr`` ("constant") or ``lr * (1 + cos(pi * u)) / 2``
+    ("cosine"), where ``u`` runs from 0 after the warm-up to 1 at the last step of
+    ``config.epochs``.
+    """
+    total = config.epochs * steps_per_epoch
+    warm = round(config.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    if config.schedule == "constant":
+        return config.lr
+    u = (step - warm) / max(1, total - warm - 1)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, u)))
 
 
 @dataclass
@@ -89,7 +111,14 @@ class TrainConfig:
     batch_size : int, default 256
         Samples per optimiser step and process.
     lr, weight_decay : float, default 1e-4, 1e-4
-        AdamW settings; the learning rate stays constant.
+        AdamW settings; ``lr`` is the peak learning rate of the schedule.
+    schedule : {"constant", "cosine"}, default "constant"
+        Learning rate per optimiser step (:func:`learning_rate`): constant, or a
+        linear warm-up over ``warmup_epochs`` followed by a cosine decay to zero at
+        the last step of ``epochs``.
+    warmup_epochs : float, default 0
+        Length of the linear warm-up from ``lr / steps`` to ``lr``, in epochs (also
+        with ``schedule="constant"``).
     loss : {"l1", "l2", "l1+l2"}, default "l1"
         On normalised velocity; ``"l1+l2"`` is L1 + mean squared error.
     amp : {"auto", "off", "bf16", "fp16"} or bool, default "auto"
@@ -119,7 +148,7 @@ class TrainConfig:
         Read the training and validation sets into memory once, before the first
         epoch, instead of reading (and decimating, normalising) every item in
         every epoch. "auto" does so when a set takes at most
-        ``train_utils.PRELOAD_LIMIT_BYTES`` (2 GiB) and training is not
+        ``train_utils.preload_limit_bytes()`` (a quarter of the RAM, at most 8 GiB) and training is not
         distributed. The items and their order are the same either way.
 
     Raises
@@ -132,6 +161,8 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-4
     weight_decay: float = 1e-4
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
     loss: str = "l1"
     amp: Any = "auto"
     device: str = "auto"
@@ -157,6 +188,11 @@ class TrainConfig:
         _check_int("eval_batch_size", self.eval_batch_size, 1, allow_none=True)
         if not (isinstance(self.lr, numbers.Real) and self.lr > 0):
             raise ValueError(f"lr={self.lr!r}; expected a positive learning rate such as 1e-4")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r}; expected one of {SCHEDULES}")
+        if not (isinstance(self.warmup_epochs, numbers.Real) and 0 <= self.warmup_epochs < self.epochs):
+            raise ValueError(f"warmup_epochs={self.warmup_epochs!r}; expected a number of epochs in [0, epochs) "
+                             f"(epochs={self.epochs})")
         if not (isinstance(self.weight_decay, numbers.Real) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay={self.weight_decay!r}; expected a number >= 0 such as 1e-4")
         if self.loss not in LOSSES:
@@ -242,7 +278,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     return model
 
 
-def evaluate(model: nn.Module, dataset, batch_size: int = 64, device: str = "auto") -> dict:
+def evaluate(model: nn.Module, dataset, batch_size: int = 64, device: str = "auto", per_sample: bool = False) -> dict:
     """OpenFWI metrics of ``model`` on ``dataset`` (normalised velocity).
 
     The sums behind MAE, RMSE and SSIM are accumulated batch by batch, so the
@@ -257,11 +293,15 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 64, device: str = "aut
         Items ``(seismic, velocity)``, velocity normalised to [-1, 1].
     batch_size : int, default 64
     device : str, default "auto"
+    per_sample : bool, default False
+        Also return every sample's metrics (:func:`fwi_teach.metrics.per_sample_metrics`),
+        in dataset order, under ``"per_sample"`` (a dict of lists ``mae``, ``rmse``, ``ssim``).
 
     Returns
     -------
     dict
-        ``mae``, ``rmse``, ``ssim``, ``mae_mps``, ``rmse_mps`` and ``n_samples``.
+        ``mae``, ``rmse``, ``ssim``, ``mae_mps``, ``rmse_mps`` and ``n_samples``
+        (and ``per_sample``).
 
     Raises
     ------
@@ -273,8 +313,11 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 64, device: str = "aut
     dev = dist_utils.resolve_device(device)
     model.to(dev)
     loader = DataLoader(dataset, batch_size=int(batch_size), shuffle=False)
-    out = _metrics_from_sums(_eval_sums(model, loader, dev, F.l1_loss))
+    samples = {} if per_sample else None
+    out = _metrics_from_sums(_eval_sums(model, loader, dev, F.l1_loss, samples))
     out.pop("loss")
+    if per_sample:
+        out["per_sample"] = samples
     return out
 
 
@@ -317,6 +360,10 @@ def predict(model: nn.Module, data, batch_size: int = 64, device: str = "auto") 
     finally:
         model.train(was_training)
     return torch.cat(outs)
+
+
+def _lr_of_step(cfg, first_step, steps_per_epoch, i):
+    return learning_rate(cfg, first_step + i, steps_per_epoch)
 
 
 def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig | None = None) -> TrainResult:
@@ -415,9 +462,10 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
             with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                       disable=not show) as bar:
+                lr_of = functools.partial(_lr_of_step, cfg, epoch * steps_per_epoch, steps_per_epoch)
                 loss_sum, n, steps, train_s, bd = _train_epoch(net, loader, optimizer, scaler, loss_fn, amp_dtype,
                                                                device, cfg.max_steps_per_epoch, bar,
-                                                               meter if breakdown is None else None)
+                                                               meter if breakdown is None else None, lr_of)
             breakdown = breakdown or bd
             steps_this_call += steps
             loss_sum, n = dist_utils.all_reduce_sum([loss_sum, n], ctx)

@@ -120,7 +120,11 @@ def test_full_vel_download_uses_official_split(tmp_path):
     assert train.family == "flatvel-a"
     assert names(train) == [f"data{k}.npy" for k in range(1, 49)]
     assert names(val) == [f"data{k}.npy" for k in range(49, 61)]
-    assert len(train) == 48 and len(val) == 12
+    # OpenFWI's 12 validation samples: the first half is our validation split, the second our test split.
+    test = OpenFWIDataset(root, split="test")
+    assert len(train) == 48 and len(val) == 6 and len(test) == 6
+    assert val.indices.tolist() == list(range(6)) and test.indices.tolist() == list(range(6, 12))
+    assert test.fraction == 1.0 and len(OpenFWIDataset(root, split="test", fraction=0.5)) == 3
 
 
 def test_full_style_download_uses_style_split(tmp_path):
@@ -291,3 +295,18 @@ def test_error_truncated_file(tmp_path):
     path.write_bytes(b"not an npy file")
     with pytest.raises(ValueError, match=r"cannot read .*data9\.npy as a \.npy file"):
         OpenFWIDataset(root)
+
+
+def test_a_single_validation_sample_cannot_be_halved(tmp_path):
+    root = make_vel_tree(tmp_path / "FlatVel_A", range(1, 61), k=1)
+    for k in range(50, 61):  # leave one validation file
+        (root / "data" / f"data{k}.npy").unlink()
+        (root / "model" / f"model{k}.npy").unlink()
+    with pytest.raises(ValueError, match="at least 2 are needed"):
+        OpenFWIDataset(root, split="test")
+
+
+def test_unknown_split_names_the_three(tmp_path):
+    with pytest.raises(ValueError, match="'train', 'val' or 'test'"):
+        OpenFWIDataset(make_vel_tree(tmp_path / "FlatVel_A", [1, 2], k=1), split="holdout")
+

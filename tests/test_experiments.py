@@ -18,7 +18,7 @@ from fwi_teach.cli import main
 from fwi_teach.profiles import PROFILES, get_profile
 
 TINY = dataclasses.replace(
-    get_profile("smoke"), name="tiny", n_train=4, n_val=2, nt=100, batch_size=2,
+    get_profile("smoke"), name="tiny", n_train=4, n_val=2, n_test=3, nt=100, batch_size=2,
     pretrain_families=("flatvel-a", "curvevel-a"), baseline_families=("flatvel-a", "style-a"),
     finetune_families=("style-a",), low_data_families=("style-a",), low_data_fractions=(0.5, 1.0))
 METRICS = ("mae", "rmse", "ssim", "mae_mps", "rmse_mps")
@@ -210,3 +210,40 @@ def test_a_run_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_over(
     with artifacts.run_lock(folder) as held:
         assert held == lock and lock.read_text() == str(__import__("os").getpid())
     assert not lock.exists()
+
+
+def test_training_and_selection_never_read_the_test_split(tmp_path, monkeypatch):
+    from fwi_teach import training
+
+    reads = {("test", True): 0, ("test", False): 0, ("val", True): 0, ("val", False): 0}
+    in_fit = [False]
+    real_fit, real_load = training.fit, artifacts.load_split
+
+    def spy_fit(*args, **kwargs):
+        in_fit[0] = True
+        try:
+            return real_fit(*args, **kwargs)
+        finally:
+            in_fit[0] = False
+
+    class Spy(torch.utils.data.Dataset):
+        def __init__(self, ds, split):
+            self.ds, self.split = ds, split
+
+        def __len__(self):
+            return len(self.ds)
+
+        def __getitem__(self, i):
+            reads[(self.split, in_fit[0])] += 1
+            return self.ds[i]
+
+    def spy_load(family, split, *args, **kwargs):
+        ds = real_load(family, split, *args, **kwargs)
+        return Spy(ds, split) if split in ("val", "test") else ds
+
+    monkeypatch.setattr(training, "fit", spy_fit)
+    monkeypatch.setattr(artifacts, "load_split", spy_load)
+    record = ex.train_baseline("flatvel-a", TINY, cache_dir=tmp_path, device="cpu", progress=False)
+    assert reads[("test", True)] == 0, "fit (training, best-epoch selection) read the test split"
+    assert reads[("val", True)] > 0 and reads[("test", False)] == TINY.n_test  # reported once, after training
+    assert record["rows"][0]["n_samples"] == TINY.n_test and len(record["per_sample"]["flatvel-a"]["ssim"]) == TINY.n_test

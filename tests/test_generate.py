@@ -42,11 +42,41 @@ def file_bytes(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.npy"))}
 
 
-def test_plan_files_splits_train_then_val():
-    plan = plan_files(5, 3, 2)
+def test_plan_files_splits_train_then_val_then_test():
+    plan = plan_files(5, 3, 2, n_test=3)
     assert [(f["split"], f["start"], f["samples"]) for f in plan] == [
-        ("train", 0, 2), ("train", 2, 2), ("train", 4, 1), ("val", 5, 2), ("val", 7, 1)]
-    assert [f["index"] for f in plan] == list(range(5))
+        ("train", 0, 2), ("train", 2, 2), ("train", 4, 1), ("val", 5, 2), ("val", 7, 1), ("test", 8, 2),
+        ("test", 10, 1)]
+    assert [f["index"] for f in plan] == list(range(7))
+
+
+@pytest.mark.parametrize("family", ["flatvel-a", "curvefault-b", "style-a"])
+def test_no_velocity_map_is_in_two_splits(tmp_path, monkeypatch, family):
+    monkeypatch.setattr(gen, "simulate", fake_simulate)
+    root = generate_dataset(family, tmp_path / family, n_train=60, n_val=20, n_test=20, samples_per_file=25,
+                            acquisition=TINY, progress=False)
+    splits = {s: OpenFWIDataset(root, split=s, normalize=False) for s in ("train", "val", "test")}
+    assert [len(d) for d in splits.values()] == [60, 20, 20]
+    maps = {s: {d.raw_sample(i)[1].tobytes() for i in range(len(d))} for s, d in splits.items()}
+    assert not (maps["train"] & maps["val"]) and not (maps["train"] & maps["test"]) and not (maps["val"] & maps["test"])
+    assert json.loads((root / "fwi_teach.json").read_text())["splits_disjoint"]
+
+
+def test_a_map_repeated_across_splits_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(gen, "simulate", fake_simulate)
+    monkeypatch.setattr(gen, "velocity_models", lambda family, n, seed=0, start=0: np.full((n, 1, 70, 70), 2000.0,
+                                                                                          np.float32))
+    with pytest.raises(ValueError, match="not be disjoint"):
+        generate_dataset("flatvel-a", tmp_path / "same", n_train=2, n_val=1, n_test=1, acquisition=TINY,
+                         progress=False)
+
+
+def test_a_set_without_test_split_says_how_to_make_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(gen, "simulate", fake_simulate)
+    root = generate_dataset("flatvel-a", tmp_path / "old", n_train=2, n_val=1, acquisition=TINY, progress=False)
+    assert not (root / "test.txt").exists()
+    with pytest.raises(ValueError, match="n_test > 0"):
+        OpenFWIDataset(root, split="test")
 
 
 def test_round_trip_with_real_physics(tmp_path):

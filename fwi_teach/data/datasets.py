@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .families import canonical_family
-from .layout import canonical_split, discover_pairs, infer_family, read_manifest, read_npy_header, read_split_file
+from .layout import canonical_split, discover_pairs, download_holdout, infer_family, read_manifest, read_npy_header, read_split_file
 from .normalize import DATA_BOUNDS, SeismicTransform, denormalize_velocity, normalize_velocity
 
 __all__ = ["OpenFWIDataset", "dataset_summary", "low_data_fractions", "subset_indices", "VELOCITY_SAMPLE_SHAPE"]
@@ -74,15 +74,19 @@ class OpenFWIDataset(Dataset):
     source : path
         A directory in Vel/Style layout (``data/dataK.npy``, ``model/modelK.npy``),
         in Fault layout (``seis{G}_1_{i}.npy``, ``vel{G}_1_{i}.npy``), a generated
-        set (with ``train.txt`` / ``val.txt``), or a split file. A complete
+        set (with ``train.txt`` / ``val.txt`` / ``test.txt``), or a split file. A complete
         download is split as OpenFWI does (FlatVel/CurveVel: files 1-48 train,
         49-60 val; Style: 1-120 / 121-134; Fault: ``i <= 31`` / ``32..35``); for
         a partial download see :func:`fwi_teach.data.layout.discover_pairs`.
     family : str, optional
         Family name in any spelling (``"FlatVel-A"``, ``"flatvel_a"``). Inferred
         from a manifest or the directory name when omitted; needed to normalise.
-    split : {"train", "val"}
-        Which split (ignored when ``source`` is a split file).
+    split : {"train", "val", "test"}
+        Which split (ignored when ``source`` is a split file). Generated sets have
+        three disjoint splits. A download has OpenFWI's two: its validation samples,
+        in file order, are halved (:func:`fwi_teach.data.layout.download_holdout`),
+        the first half being "val" (early stopping, selection) and the second "test"
+        (reported only).
     normalize : bool
         Normalise seismic (log, then min-max to [-1, 1] with the family's
         published bounds) and velocity (``(v - 3000) / 1500``).
@@ -142,7 +146,11 @@ class OpenFWIDataset(Dataset):
             raise ValueError(f"time_decimation must be a positive integer, got {time_decimation!r}")
         self.time_decimation = int(time_decimation)
         self._index_files()
-        self.indices = subset_indices(self.n_total, fraction, subset_seed)
+        base = np.arange(self.n_total, dtype=np.int64)
+        if self.layout != "split-file" and self.split != "train":
+            held = download_holdout(self.n_total, self.split)
+            base = base[held.start:held.stop]
+        self.indices = base[subset_indices(len(base), fraction, subset_seed)]
         self.fraction = float(fraction)
         self.transform = self._make_transform(seismic_bounds)
         if self.normalize and self.transform is None:
@@ -298,7 +306,7 @@ def dataset_summary(source, family=None, scan=False, progress=True) -> dict:
     manifest = read_manifest(root)
     info = {"source": str(source), "family": None, "layout": None, "splits": {},
             "data_min": None, "data_max": None, "range_from": None}
-    splits = ("file",) if source.is_file() else ("train", "val")
+    splits = ("file",) if source.is_file() else ("train", "val", "test")
     datasets = []
     for split in splits:
         try:

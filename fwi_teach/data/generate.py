@@ -3,13 +3,16 @@
 :func:`generate_dataset` draws velocity models with
 :func:`fwi_teach.data.families.velocity_models`, models their seismic records
 with :func:`fwi_teach.physics.simulate` and writes both in OpenFWI's own file
-layout (see :mod:`fwi_teach.data.layout`), plus ``train.txt`` / ``val.txt``
-split files and a manifest ``fwi_teach.json``.
+layout (see :mod:`fwi_teach.data.layout`), plus ``train.txt`` / ``val.txt`` /
+``test.txt`` split files and a manifest ``fwi_teach.json``.
 
-Training samples have global indices ``0 .. n_train - 1`` and validation
-samples ``n_train .. n_train + n_val - 1``; sample ``g`` depends only on
-``(family, seed, g)``. Files hold ``samples_per_file`` samples (the last file of
-each split may hold fewer); training files come first.
+Three disjoint splits: training samples have global indices ``0 .. n_train - 1``,
+validation samples (early stopping, model selection, tuning) the next ``n_val``,
+test samples (reported only) the last ``n_test``; sample ``g`` depends only on
+``(family, seed, g)``, so the splits hold different velocity models, and the
+generator checks that no map occurs twice across them. Files hold
+``samples_per_file`` samples (the last file of each split may hold fewer);
+training files come first, then validation, then test.
 
 Resuming: every file is written under a temporary name and renamed, seismic
 first, then velocity. A pair is complete when both files exist with the
@@ -37,17 +40,18 @@ from .layout import (MANIFEST_NAME, TEMP_SUFFIX, atomic_write_bytes, atomic_save
 __all__ = ["generate_dataset", "plan_files", "BOUNDARY_CHOICES"]
 
 BOUNDARY_CHOICES = ("thin", "openfwi")
-_SETTINGS = ("family", "seed", "n_train", "n_val", "samples_per_file", "boundary", "acquisition")
+_SETTINGS = ("family", "seed", "n_train", "n_val", "n_test", "samples_per_file", "boundary", "acquisition")
+_SETTING_DEFAULTS = {"n_test": 0}  # manifests written before the test split existed
 _DEFAULT_CHUNK = 64  # samples per simulate() call (and progress update) when batch_size is not given
 
 
-def plan_files(n_train: int, n_val: int, samples_per_file: int) -> list[dict]:
+def plan_files(n_train: int, n_val: int, samples_per_file: int, n_test: int = 0) -> list[dict]:
     """File plan of a generated set: one dict per file with ``index``, ``split``, ``start``, ``samples``.
 
     ``start`` is the global sample index of the file's first sample.
     """
     plan, index = [], 0
-    for split, first, count in (("train", 0, n_train), ("val", n_train, n_val)):
+    for split, first, count in (("train", 0, n_train), ("val", n_train, n_val), ("test", n_train + n_val, n_test)):
         for start in range(first, first + count, samples_per_file):
             plan.append({"index": index, "split": split, "start": start,
                          "samples": min(samples_per_file, first + count - start)})
@@ -70,6 +74,22 @@ def _jsonable(obj):
     if hasattr(obj, "__dict__"):
         return _jsonable(vars(obj))
     return repr(obj)
+
+
+def _check_disjoint(root: Path, files: list) -> None:
+    """Raise ValueError if one velocity map occurs in two splits (compared byte for byte, by hash)."""
+    import hashlib
+
+    seen = {}
+    for f in files:
+        models = np.load(root / f["velocity"], mmap_mode="r")
+        for j in range(models.shape[0]):
+            key = hashlib.sha1(np.ascontiguousarray(models[j]).tobytes()).digest()
+            where = seen.setdefault(key, (f["split"], f["start"] + j))
+            if where[0] != f["split"]:
+                raise ValueError(f"{root}: sample {f['start'] + j} ({f['split']}) has the same velocity map as sample "
+                                 f"{where[1]} ({where[0]}); the splits would not be disjoint. Generate with "
+                                 "another seed")
 
 
 def _write_manifest(root: Path, manifest: dict) -> None:
@@ -96,7 +116,7 @@ def _check_root(root: Path, settings: dict) -> dict | None:
                 "choose a new or empty root directory"
             )
         return None
-    old = {k: manifest.get(k) for k in _SETTINGS}
+    old = {k: manifest.get(k, _SETTING_DEFAULTS.get(k)) for k in _SETTINGS}
     if old != settings:
         diff = ", ".join(f"{k}: {old[k]!r} there vs {settings[k]!r} now" for k in _SETTINGS if old[k] != settings[k])
         raise ValueError(
@@ -110,7 +130,7 @@ def _check_root(root: Path, settings: dict) -> dict | None:
 
 
 def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500, boundary="thin", device=None,
-                     batch_size=None, acquisition=None, progress=True) -> Path:
+                     batch_size=None, acquisition=None, progress=True, n_test=0) -> Path:
     """Write an OpenFWI-format data set of one family to ``root`` (resumable).
 
     Parameters
@@ -122,6 +142,8 @@ def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500,
         with the same settings.
     n_train, n_val : int
         Number of training and validation samples (``n_train >= 1``, ``n_val >= 0``).
+    n_test : int, default 0
+        Number of test samples (``test.txt``), drawn after the validation ones.
     seed : int
         Seed of the velocity models; the output is a deterministic function of
         the settings.
@@ -146,7 +168,9 @@ def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500,
     Raises
     ------
     ValueError
-        For invalid arguments, or if ``root`` holds a set made with other settings.
+        For invalid arguments, if ``root`` holds a set made with other settings, or
+        (practically impossible for the built-in families) if a velocity map occurs in
+        two splits.
     FileExistsError
         If ``root`` is a non-empty directory without a manifest.
 
@@ -158,7 +182,8 @@ def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500,
     ``model/model{j+1}.npy``.
     """
     family = canonical_family(family)
-    for name, value, low in (("n_train", n_train, 1), ("n_val", n_val, 0), ("samples_per_file", samples_per_file, 1)):
+    for name, value, low in (("n_train", n_train, 1), ("n_val", n_val, 0), ("n_test", n_test, 0),
+                             ("samples_per_file", samples_per_file, 1)):
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
@@ -167,7 +192,7 @@ def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500,
         raise ValueError(f"boundary must be one of {BOUNDARY_CHOICES}, got {boundary!r}")
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    n_train, n_val, samples_per_file = int(n_train), int(n_val), int(samples_per_file)
+    n_train, n_val, n_test, samples_per_file = int(n_train), int(n_val), int(n_test), int(samples_per_file)
     acquisition = Acquisition.openfwi() if acquisition is None else acquisition
     # Fail before anything is written if the survey cannot model 70 x 70 models up to 4500 m/s.
     acquisition.check_grid(70, 70)
@@ -178,11 +203,11 @@ def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500,
                          f"use dt_s <= {STABILITY_LIMIT * acquisition.dx_m / V_MAX_MPS:.3g}")
     root = Path(root)
     settings = {"family": family, "seed": int(seed), "n_train": n_train, "n_val": n_val,
-                "samples_per_file": samples_per_file, "boundary": boundary,
+                "n_test": n_test, "samples_per_file": samples_per_file, "boundary": boundary,
                 "acquisition": json.loads(json.dumps(_jsonable(acquisition)))}
     old = _check_root(root, settings)
 
-    plan = plan_files(n_train, n_val, samples_per_file)
+    plan = plan_files(n_train, n_val, samples_per_file, n_test)
     for entry in plan:
         entry["seismic"], entry["velocity"] = pair_names(family, entry["index"])
     dirs = [root] + ([root / "data", root / "model"] if family_layout(family) == "vel" else [])
@@ -203,7 +228,7 @@ def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500,
                                   "data_max": stats.get("data_max") if done else None})
     _write_manifest(root, manifest)
 
-    total = n_train + n_val
+    total = n_train + n_val + n_test
     initial = sum(f["samples"] for f in manifest["files"] if f["complete"])
     chunk = int(batch_size) if batch_size else _DEFAULT_CHUNK
     engine = simulation_engine(device or "cpu")
@@ -243,9 +268,13 @@ def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500,
 
     manifest["data_min"] = min(f["data_min"] for f in manifest["files"])
     manifest["data_max"] = max(f["data_max"] for f in manifest["files"])
-    for split in ("train", "val"):
+    if not manifest.get("splits_disjoint"):
+        _check_disjoint(root, manifest["files"])
+        manifest["splits_disjoint"] = True
+    for split in ("train", "val", "test"):
         pairs = [(root / f["seismic"], root / f["velocity"]) for f in manifest["files"] if f["split"] == split]
-        write_split_file(root / f"{split}.txt", pairs)
+        if pairs or split != "test":
+            write_split_file(root / f"{split}.txt", pairs)
     manifest["complete"] = True
     _write_manifest(root, manifest)
     return root

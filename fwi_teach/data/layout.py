@@ -47,6 +47,8 @@ __all__ = [
     "infer_family",
     "discover_pairs",
     "canonical_split",
+    "download_holdout",
+    "SPLITS",
 ]
 
 MANIFEST_NAME = "fwi_teach.json"
@@ -65,14 +67,38 @@ _SEIS_RE = re.compile(r"^seis(\d+)_1_(\d+)\.npy$")
 _VEL_RE = re.compile(r"^vel(\d+)_1_(\d+)\.npy$")
 
 
+#: The three splits: training, validation (early stopping, selection, tuning), test (reporting only).
+SPLITS = ("train", "val", "test")
+
+
 def canonical_split(split: str) -> str:
-    """Return ``"train"`` or ``"val"`` (``"validation"`` and ``"test"`` mean ``"val"``)."""
+    """Return ``"train"``, ``"val"`` or ``"test"`` (``"training"``, ``"validation"`` are accepted)."""
     s = str(split).lower()
     if s in ("train", "training"):
         return "train"
-    if s in ("val", "validation", "test"):
+    if s in ("val", "validation"):
         return "val"
-    raise ValueError(f"unknown split {split!r}; use 'train' or 'val'")
+    if s == "test":
+        return "test"
+    raise ValueError(f"unknown split {split!r}; use 'train', 'val' or 'test'")
+
+
+def download_holdout(n: int, split: str) -> range:
+    """Positions (within OpenFWI's validation samples, in file order) of our val or test split.
+
+    OpenFWI publishes a training and a validation split only. Of a download's ``n``
+    validation samples, the first ``n // 2`` are our validation split (early stopping,
+    selection) and the remaining ones our test split (reported only).
+
+    Raises
+    ------
+    ValueError
+        If fewer than two validation samples are present.
+    """
+    if n < 2:
+        raise ValueError(f"the download has {n} validation sample(s); at least 2 are needed to split them into "
+                         "validation and test halves: download more of OpenFWI's validation files")
+    return range(0, n // 2) if split == "val" else range(n // 2, n)
 
 
 def family_layout(family: str) -> str:
@@ -276,8 +302,10 @@ def discover_pairs(root, split: str = "train", family: str | None = None) -> tup
     root : path
         A generated set (``train.txt`` / ``val.txt``), a Vel/Style download
         (``data/``, ``model/``) or a Fault download (``seis*``/``vel*`` files).
-    split : {"train", "val"}
-        Which split.
+    split : {"train", "val", "test"}
+        Which split. For a download, "val" and "test" both return OpenFWI's
+        validation files; :class:`~fwi_teach.data.OpenFWIDataset` then keeps the
+        first or second half of their samples (:func:`download_holdout`).
     family : str, optional
         Canonical family name; selects the Style convention (files 1-120 train,
         121-134 val) over the Vel one (1-48 train, 49-60 val) and the Fault groups.
@@ -311,6 +339,10 @@ def discover_pairs(root, split: str = "train", family: str | None = None) -> tup
     split_file = root / f"{split}.txt"
     if split_file.is_file():
         return read_split_file(split_file), "split-file"
+    if split == "test" and (root / "train.txt").is_file():
+        raise ValueError(f"{root} has no test split (test.txt): it was generated without test samples. Regenerate it "
+                         "with n_test > 0 (generate_dataset(..., n_test=N) or `fwi-teach data generate --test N`)")
+    split = "val" if split == "test" else split
     if (root / "data").is_dir() and (root / "model").is_dir():
         seis, vel = _numbered(root / "data", _DATA_RE), _numbered(root / "model", _MODEL_RE)
         _check_matching(seis, vel, root, ("data/dataK.npy", "model/modelK.npy"),
