@@ -155,7 +155,7 @@ class Comparison:
                     f"{self.outcome}")
         else:  # an exact quantity (a share of weights, a memory ratio): no interval
             text = f"{self.label}: {self.mean:.3g} {self.outcome}"
-        if not self.counted:
+        if not self.counted and not self.note:
             text += ", not counted"
         return text + (f" ({self.note})" if self.note else "")
 

@@ -229,7 +229,8 @@ def save_reference_figures(results, folder) -> list:
     figures["finetuning_references"] = plot_with_references(results, list(s["finetune_families"]),
                                                             ("baseline", "pfm", "fft", "lora"))
     for claim in results.claims():
-        figures[f"claim{claim.label}"] = plot_claim(claim)
+        if claim.context or any(c["metric"] != "exact" for c in claim.comparisons):  # something with a CI to draw
+            figures[f"claim{claim.label}"] = plot_claim(claim)
     figures["histories"] = plot_histories(results, ["pfm", f"baseline:{s['finetune_families'][0]}",
                                                     f"fft:{s['finetune_families'][0]}",
                                                     f"lora:{s['finetune_families'][0]}"])

@@ -27,7 +27,7 @@ from .evidence import MEAN_MAP
 from .profiles import LOW_DATA_METHODS, METHODS, get_profile, stage_seconds
 from .results import (PER_SAMPLE_FILE, PREDICTIONS_FILE, RAW_TABLES, RESULTS_FORMAT, ReferenceResults,
                       check_mergeable, default_results_dir, load_reference_results, per_sample_bytes,
-                      read_per_sample)
+                      round_metrics)
 
 __all__ = ["reproduce", "export_results", "load_reference_results", "refresh_memory", "default_results_dir",
            "ReferenceResults", "RESULTS_FORMAT", "readme_block", "update_readme", "check_seeds", "collect_results",
@@ -280,7 +280,7 @@ def export_results(profile, results_dir=None, cache_dir=None, seeds=(0,), data_d
         per_sample = [r for r in old.per_sample_rows if r["seed"] in keep] + per_sample
         per_seed_s = {int(k): v for k, v in old_meta["timing"].get("per_seed_s", {}).items() if int(k) in keep}
     mean_rows, maps = _mean_map(p, cache_dir, data_dir, sorted({r["eval_family"] for r in per_sample}))
-    per_sample = [r for r in per_sample if not r["model"].startswith(MEAN_MAP)] + mean_rows
+    per_sample = round_metrics([r for r in per_sample if not r["model"].startswith(MEAN_MAP)] + mean_rows)
     for s in seeds:
         per_seed_s[s] = sum(r["measured_s"] or 0.0 for r in per_seed[s]["timings"])
     all_seeds = sorted(per_seed_s)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ReferenceResults", "load_reference_results", "default_results_dir", "RESULTS_FORMAT", "RAW_TABLES",
-           "read_per_sample", "per_sample_bytes", "check_mergeable", "PER_SAMPLE_FILE", "PREDICTIONS_FILE"]
+           "read_per_sample", "per_sample_bytes", "round_metrics", "check_mergeable", "PER_SAMPLE_FILE", "PREDICTIONS_FILE"]
 
 #: Version of the folder layout; 2 added the test split, seeds, per-sample metrics and histories.
 RESULTS_FORMAT = 2
@@ -49,6 +49,12 @@ _PER_SAMPLE_COLUMNS = ("model", "fraction", "eval_family", "seed", "sample", "ma
 _METRIC_KEYS = ("mae", "rmse", "ssim", "mae_mps", "rmse_mps")
 
 
+def round_metrics(rows) -> list:
+    """``rows`` with each metric rounded as :func:`per_sample_bytes` stores it (8 significant digits), so
+    that what is computed from them before writing equals what is computed after reading."""
+    return [{**r, **{m: float(f"{float(r[m]):.8g}") for m in ("mae", "rmse", "ssim")}} for r in rows]
+
+
 def per_sample_bytes(rows) -> bytes:
     """``rows`` as gzip-compressed CSV (deterministic: no time stamp)."""
     buf = io.StringIO()
@@ -57,7 +63,7 @@ def per_sample_bytes(rows) -> bytes:
     for r in rows:
         writer.writerow([r["model"], f"{float(r['fraction']):g}", r["eval_family"],
                          "" if r.get("seed") is None else int(r["seed"]), int(r["sample"]),
-                         *(f"{float(r[m]):.6g}" for m in ("mae", "rmse", "ssim"))])
+                         *(f"{float(r[m]):.8g}" for m in ("mae", "rmse", "ssim"))])
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
         gz.write(buf.getvalue().encode())

@@ -402,7 +402,10 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
     ``fit`` seeds the global torch / numpy / ``random`` generators with
     ``config.seed``; seed before building the model to make its initial
     weights reproducible too. Without ``val_dataset``, ``best.pt`` holds the
-    last epoch. An interrupted run loses only its unfinished epoch: call ``fit``
+    last epoch. When the training set leaves a last batch of a single sample, that
+    sample is skipped in that epoch (BatchNorm cannot normalise one value per channel at
+    InversionNet's 1 x 1 bottleneck); the shuffled order changes which one.
+    An interrupted run loses only its unfinished epoch: call ``fit``
     again with the same ``checkpoint_dir`` (and settings) to continue.
     """
     cfg = config if config is not None else TrainConfig()
@@ -440,7 +443,9 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
     loss_fn = _loss_fn(cfg.loss)
     sampler = DistributedSampler(train_dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
                                  seed=cfg.seed)
-    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    # A last batch of one sample would break BatchNorm at InversionNet's 1 x 1 bottleneck: drop it.
+    drop_single = len(sampler) % cfg.batch_size == 1 and len(sampler) > 1
+    steps_per_epoch = len(sampler) // cfg.batch_size if drop_single else math.ceil(len(sampler) / cfg.batch_size)
     if cfg.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     val_loader = None
@@ -457,7 +462,7 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
         for epoch in range(start_epoch, cfg.epochs):
             t_epoch = time.perf_counter()
             sampler.set_epoch(epoch)
-            loader = DataLoader(train_dataset, batch_size=cfg.batch_size, sampler=sampler,
+            loader = DataLoader(train_dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_single,
                                 num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
             with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,

@@ -60,7 +60,7 @@ def test_run_results_hold_metrics_parameters_memory_and_environment(cache):
     assert env["device"] == "cpu" and "git_commit" in env
     assert len(pfm["train"]["history"]) == TINY.epochs_pretrain
     for row in pfm["rows"]:
-        assert row["n_samples"] == TINY.n_val and row["n_train_samples"] == 2 * TINY.n_train
+        assert row["n_samples"] == TINY.n_test and row["n_train_samples"] == 2 * TINY.n_train
         assert all(isinstance(row[m], float) for m in METRICS) and 0 < row["mae"] <= row["rmse"] < 2
         assert row["mae_mps"] == pytest.approx(1500 * row["mae"])
         assert row["trainable_params"] == row["total_params"] > 0 and row["peak_memory_mb"] > 0
@@ -82,7 +82,7 @@ def test_lora_trains_few_weights_and_its_adapter_reloads_to_the_same_metrics(cac
     model = ex.load_model("lora:style-a", TINY, cache_dir=root)
     from fwi_teach.training import evaluate
 
-    again = evaluate(model, ex.load_split("style-a", "val", TINY, cache_dir=root, progress=False), device="cpu")
+    again = evaluate(model, ex.load_split("style-a", "test", TINY, cache_dir=root, progress=False), device="cpu")
     assert again["mae"] == pytest.approx(lora["mae"], rel=1e-5)
 
 
@@ -175,7 +175,7 @@ def test_real_data_folders_are_found_by_family_name(cache, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no folder for curvefault-b.*Style_A"):
         ex.find_family_dir(real, "CurveFault_B")
     record = ex.train_baseline("style-a", TINY, cache_dir=tmp_path / "c", data_dir=real, device="cpu", progress=False)
-    assert record["data_source"] == str(real.resolve()) and record["rows"][0]["n_samples"] == TINY.n_val
+    assert record["data_source"] == str(real.resolve()) and record["rows"][0]["n_samples"] == TINY.n_test
     assert not (tmp_path / "c" / "tiny" / "data").exists(), "real data must not be generated again"
     with pytest.raises(ValueError, match="data: generated there"):
         ex.train_baseline("style-a", TINY, cache_dir=root, data_dir=real)

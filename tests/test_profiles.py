@@ -28,7 +28,7 @@ def test_smoke_and_cpu_use_openfwi_acquisition_and_decimate_for_the_network():
     for name in ("smoke", "cpu"):
         p = get_profile(name)
         assert (p.nt, p.time_decimation, p.input_length, p.boundary) == (1000, 4, 250, "thin")
-        assert p.n_test == p.n_val and p.n_train > p.n_val
+        assert p.n_test >= 8 and p.n_val >= 8 and p.n_train > p.n_val  # three splits, each big enough to judge
     assert get_profile("smoke").n_train <= 40 and get_profile("smoke").epochs_pretrain == 1
     assert get_profile("cpu").width_multiplier == 0.25
 
@@ -36,7 +36,7 @@ def test_smoke_and_cpu_use_openfwi_acquisition_and_decimate_for_the_network():
 def test_paper_profile_has_the_paper_sizes():
     p = get_profile("paper")
     assert (p.width_multiplier, p.input_length, p.epochs_pretrain, p.batch_size) == (1.0, 1000, 120, 256)
-    assert p.n_train is None and p.n_val is None  # all of the real data
+    assert p.n_train is None and p.n_val is None and p.n_test is None  # all of the real data
     assert p.pretrain_families == ("flatvel-a", "curvevel-a", "curvevel-b", "flatfault-a", "flatfault-b",
                                    "curvefault-a")
     assert p.finetune_families == ("flatvel-b", "curvefault-b", "style-a", "style-b")
@@ -138,3 +138,22 @@ def test_cost_model_reads_the_recorded_benchmark_rates(tmp_path, monkeypatch):
     fake.unlink()
     with pytest.raises(RuntimeError, match=r"no complete 'cpu' entry; run `python benchmarks/forward.py --record`"):
         estimate_minutes("cpu", "cpu")
+
+
+def test_profile_sizes_and_schedule_are_checked():
+    import dataclasses
+
+    base = get_profile("smoke")
+    with pytest.raises(ValueError, match="set all three"):
+        dataclasses.replace(base, name="x", n_test=None)
+    with pytest.raises(ValueError, match="n_test=0"):
+        dataclasses.replace(base, name="x", n_test=0)
+    with pytest.raises(ValueError, match="schedule='linear'"):
+        dataclasses.replace(base, name="x", schedule="linear")
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        dataclasses.replace(base, name="x", warmup_epochs=base.epochs_finetune)
+
+
+def test_every_data_share_of_the_paper_is_in_the_cpu_profile():
+    assert get_profile("cpu").low_data_fractions == (0.1, 0.25, 0.5, 0.75, 1.0)
+

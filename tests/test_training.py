@@ -309,3 +309,53 @@ def test_cpu_bf16_training_is_deterministic():
         fit(model, train, config=config(epochs=2, amp="bf16"))
         weights.append(model)
     assert same_weights(*weights)
+
+
+def test_learning_rate_schedules():
+    from fwi_teach.training import learning_rate
+
+    flat = config(epochs=3, lr=1e-3)
+    assert [learning_rate(flat, s, 4) for s in (0, 5, 11)] == [1e-3] * 3
+    cos = config(epochs=3, lr=1e-3, schedule="cosine", warmup_epochs=0.5)
+    lrs = [learning_rate(cos, s, 4) for s in range(12)]
+    assert lrs[:2] == pytest.approx([5e-4, 1e-3])  # linear warm-up over 2 steps
+    assert lrs[2] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))  # then only down
+    assert lrs[2 + 9 // 2] == pytest.approx(5e-4, rel=0.2)  # half way: about half
+    with pytest.raises(ValueError, match="schedule="):
+        config(schedule="step")
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        config(epochs=2, warmup_epochs=2)
+
+
+def test_fit_follows_the_schedule_and_a_cosine_run_resumes_only_at_its_length(tmp_path):
+    seen = []
+    cfg = config(epochs=2, schedule="cosine", warmup_epochs=0.5, checkpoint_dir=tmp_path)
+    model = make_model()
+    real_step = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.AdamW, "step", spy)
+        fit(model, make_data(16, 0), make_data(8, 1), cfg)
+    from fwi_teach.training import learning_rate
+
+    assert seen == pytest.approx([learning_rate(cfg, s, 4) for s in range(8)])
+    with pytest.raises(ValueError, match="cosine schedule is fixed by its length"):
+        fit(make_model(), make_data(16, 0), make_data(8, 1), config(epochs=3, schedule="cosine", warmup_epochs=0.5,
+                                                                   checkpoint_dir=tmp_path))
+
+
+def test_per_sample_metrics_average_to_the_reported_ones():
+    model = make_model()
+    data = make_data(10, 3)
+    out = evaluate(model, data, batch_size=3, per_sample=True)
+    per = out["per_sample"]
+    assert len(per["mae"]) == len(per["ssim"]) == 10
+    assert sum(per["mae"]) / 10 == pytest.approx(out["mae"], rel=1e-6)
+    assert sum(per["ssim"]) / 10 == pytest.approx(out["ssim"], rel=1e-6)
+    assert math.sqrt(sum(r * r for r in per["rmse"]) / 10) == pytest.approx(out["rmse"], rel=1e-6)
+    assert "per_sample" not in evaluate(model, data)
