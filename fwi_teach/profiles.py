@@ -9,10 +9,10 @@ and which families take part in which experiment. Four profiles ship with the pa
     CI: the whole chain (data generation included) on 2 CPU cores in under 10 minutes.
     The numbers it produces only show that everything runs; they carry no trend.
 ``cpu``
-    2 CPU cores in under 2.5 hours for the whole chain (400 + 80 samples per family,
-    quarter-width network, many epochs): large enough for the paper's trends (PFM vs task-specific
-    baselines, FFT vs LoRA, low data) to be tested, though still noisy. Its results are
-    committed under ``results/cpu/``.
+    2 CPU cores, about 100 minutes per training seed for the whole chain (2000 training,
+    100 validation and 100 test samples per family, quarter-width network, cosine
+    learning rates with a warm-up), run for three seeds. Tuned on the validation split
+    with ``benchmarks/tune_cpu.py``. Its results are committed under ``results/cpu/``.
 ``gpu``
     One Colab-class GPU (a T4 or better) in well under an hour (800 + 160 samples per
     family, 500 time samples per trace).
@@ -195,19 +195,19 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("smoke", "CI check of the whole chain on 2 CPU cores; numbers carry no trend",
-            n_train=24, n_val=8, n_test=8, batch_size=8, est_minutes_cpu=2.5, est_minutes_gpu=2.0,
+            n_train=24, n_val=8, n_test=8, batch_size=8,
             est_note="cost model; `python benchmarks/chain_smoke.py` measures it on your machine "
                      "(several times longer when other processes share the cores)"),
-    Profile("cpu", "the paper's trends on 2 CPU cores in under 2.5 hours (whole chain, data included)",
-            n_train=400, n_val=80, n_test=80, width_multiplier=0.25, epochs_pretrain=12, epochs_baseline=30,
-            epochs_finetune=15, batch_size=8, lr_pretrain=5e-4, lr_baseline=5e-4, lr_finetune=2.5e-4,
-            lr_lora=1e-3, lora_rank=4, lora_alpha=4.0, low_data_fractions=(0.1, 0.25, 0.5, 1.0),
-            est_minutes_cpu=83.0, est_minutes_gpu=13.0,
-            est_note="cost model (estimate_minutes); the committed run in results/cpu/ records the measured time"),
+    Profile("cpu", "the paper's experiments on 2 CPU cores, about 100 minutes per seed (data included)",
+            n_train=2000, n_val=100, n_test=100, width_multiplier=0.25, epochs_pretrain=8, epochs_baseline=12,
+            epochs_finetune=6, batch_size=16, lr_pretrain=2e-3, lr_baseline=2e-3, lr_finetune=5e-4,
+            lr_lora=2e-3, schedule="cosine", warmup_epochs=1.0, lora_rank=4, lora_alpha=4.0,
+            est_note="cost model (estimate_minutes) per seed; seeds after the first reuse its data; the committed "
+                     "run in results/cpu/ records the measured times (python benchmarks/chain_times.py)"),
     Profile("gpu", "one Colab-class GPU (T4 or better) in well under an hour",
             n_train=800, n_val=160, n_test=160, time_decimation=2, width_multiplier=0.5,
             epochs_pretrain=25, epochs_baseline=25, epochs_finetune=12, batch_size=64,
-            lora_rank=8, lora_alpha=8.0, device_hint="cuda", est_minutes_cpu=475.0, est_minutes_gpu=34.0,
+            lora_rank=8, lora_alpha=8.0, device_hint="cuda",
             est_note="cost model; a T4 is taken as 5x slower than the H100 the GPU constants were measured on"),
     Profile("paper", "the paper's scale: real OpenFWI data via data_dir, full InversionNet, several GPUs",
             n_train=None, n_val=None, n_test=None, time_decimation=1, boundary="openfwi", width_multiplier=1.0,
@@ -388,6 +388,16 @@ def _param_count(width: float, input_length: int) -> int:
         return 0
 
 
+def _estimate(p, device, stated):
+    """``stated`` if the profile states an estimate, else the cost model's (None where it has none)."""
+    if stated is not None:
+        return stated
+    try:
+        return estimate_minutes(p, device)
+    except (ValueError, RuntimeError):  # real data (nothing to count), or no recorded rates
+        return None
+
+
 def _minutes(value) -> str:
     if value is None:
         return "-"
@@ -411,7 +421,8 @@ def profile_table(profiles=None) -> str:
         width = f"{p.width_multiplier:g}" + (f" ({params / 1e6:.2f} M)" if params else "")
         rows.append(f"| `{p.name}` | {samples} | {p.input_length} ({p.nt} / {p.time_decimation}) | {width} "
                     f"| {p.epochs_pretrain} / {p.epochs_baseline} / {p.epochs_finetune} | {p.batch_size} "
-                    f"| {p.lora_rank} | {_minutes(p.est_minutes_cpu)} | {_minutes(p.est_minutes_gpu)} "
+                    f"| {p.lora_rank} | {_minutes(_estimate(p, 'cpu', p.est_minutes_cpu))} "
+                    f"| {_minutes(_estimate(p, 'cuda', p.est_minutes_gpu))} "
                     f"| {p.description} |")
     shown = PROFILES.values() if profiles is None else [get_profile(q) for q in profiles]
     notes = "\n".join(f"- `{p.name}`: {p.est_note}" for p in shown)

@@ -90,15 +90,20 @@ def download_holdout(n: int, split: str) -> range:
     validation samples, the first ``n // 2`` are our validation split (early stopping,
     selection) and the remaining ones our test split (reported only).
 
+    A download with a single validation sample keeps it as the validation split and has
+    no test split.
+
     Raises
     ------
     ValueError
-        If fewer than two validation samples are present.
+        For the test split of a download with fewer than two validation samples.
     """
+    if split == "val":
+        return range(0, max(1, n // 2))
     if n < 2:
         raise ValueError(f"the download has {n} validation sample(s); at least 2 are needed to split them into "
                          "validation and test halves: download more of OpenFWI's validation files")
-    return range(0, n // 2) if split == "val" else range(n // 2, n)
+    return range(n // 2, n)
 
 
 def family_layout(family: str) -> str:
