@@ -10,8 +10,11 @@ verdict follows :func:`fwi_teach.evidence.verdict` (reproduced, partly reproduce
 inconclusive, contradicted). This module is the only place a verdict is computed: the
 README, ``summary.md`` and every chapter call it.
 
-A model whose CIs do not clear the training-mean map on both MAE and SSIM on a test set
-"did not learn" there; comparisons that rest on it are listed but not counted.
+A model whose CIs do not clear the training-mean map on both MAE and SSIM "did not learn"
+(decided on the validation split, so that the choice of what counts never looks at the
+test samples); comparisons of claims 1, 2, 3 and 5 that rest on it are listed but not
+counted. Out-of-distribution comparisons (claim 4) are not gated: no model is expected to
+beat the mean map on families it was not trained on, and both models start from one PFM.
 
 The comparisons, stated once here so that a reader can change them:
 
@@ -240,11 +243,13 @@ def _claim3(results, index, check, targets) -> Claim:
         c = compare(index, f"lora:{t}", f"fft:{t}", t, "ssim", threshold=-SSIM_MARGIN,
                     label=f"lora:{t} vs fft:{t} on {family_title(t)} (margin {SSIM_MARGIN})")
         comps.append(_gate(c, check, [(f"lora:{t}", t, 1.0), (f"fft:{t}", t, 1.0)], missing))
-    shares = [(_run_value(results.runs, "lora", t, "trainable_params") or 0) /
-              (_run_value(results.runs, "fft", t, "total_params") or 1) for t in targets]
+    pairs = [(_run_value(results.runs, "lora", t, "trainable_params"), _run_value(results.runs, "fft", t,
+                                                                                   "total_params")) for t in targets]
+    shares = [a / b for a, b in pairs if a is not None and b]
     share = float(np.mean(shares)) if shares else float("nan")
-    comps.append(_exact(f"trainable share of the weights (at most {MAX_TRAINABLE_SHARE:g})", share,
-                        share <= MAX_TRAINABLE_SHARE))
+    if shares:  # a target without both runs is left out, not counted as a small share
+        comps.append(_exact(f"trainable share of the weights (at most {MAX_TRAINABLE_SHARE:g})", share,
+                            share <= MAX_TRAINABLE_SHARE))
     mem, text, numbers = _memory(results, targets)
     if mem is not None:
         comps.append(_exact("training memory LoRA / FFT (below 1)", mem, mem < 1.0))
@@ -348,7 +353,7 @@ def evaluate_claims(results, only=None) -> list:
     s = results.settings
     check = LearningCheck(index)
     pretrain, targets = list(s["pretrain_families"]), list(s["finetune_families"])
-    tested = sorted({k[2] for k in index._data if k[0] == "pfm"})
+    tested = sorted({k[2] for k in index._data if k[0] == "pfm" and k[4] == "test"})
     judge = {"1": lambda: _pairwise("1", index, check, "pfm", pretrain),
              "2": lambda: _pairwise("2", index, check, "fft", targets),
              "3": lambda: _claim3(results, index, check, targets),
@@ -405,7 +410,7 @@ def openfwi_comparison(results) -> list:
 def claims_markdown(claims, profile: str) -> str:
     """A Markdown list of the verdicts, for the README and ``summary.md`` of a results folder."""
     lines = [f"Verdicts at the `{profile}` profile (computed by `fwi_teach.claims.evaluate_claims`; a comparison "
-             "is won when its 95 % CI lies on the claimed side of zero):", ""]
+             "is won when its 95 % CI lies on the claimed side of zero, or of the stated margin):", ""]
     for c in claims:
         lines.append(f"- **{c.label}. {c.verdict}**: {c.text} {c.evidence}")
     return "\n".join(lines) + "\n"

@@ -41,14 +41,15 @@ MEAN_MAP = "mean-map"
 
 
 class SampleIndex:
-    """Per-sample metrics indexed by model, training share, test family and seed.
+    """Per-sample metrics indexed by model, training share, family, seed and split.
 
     Parameters
     ----------
     rows : iterable of dict
-        Keys ``model``, ``fraction``, ``eval_family``, ``seed``, ``sample`` and the
-        :data:`METRICS`. Rows of a ``mean-map:<family>`` model need no seed (it
-        applies to every seed).
+        Keys ``model``, ``fraction``, ``eval_family``, ``seed``, ``sample``, the
+        :data:`METRICS` and optionally ``split`` (``"test"``, the default, or ``"val"``:
+        the validation split, on which :func:`learned` decides). Rows of a
+        ``mean-map:<family>`` model need no seed (it applies to every seed).
 
     Raises
     ------
@@ -62,7 +63,7 @@ class SampleIndex:
         for r in rows:
             try:
                 key = (str(r["model"]), float(r["fraction"]), str(r["eval_family"]),
-                       None if r.get("seed") in (None, "") else int(r["seed"]))
+                       None if r.get("seed") in (None, "") else int(r["seed"]), str(r.get("split") or "test"))
                 groups.setdefault(key, []).append((int(r["sample"]), [float(r[m]) for m in METRICS]))
             except KeyError as err:
                 raise ValueError(f"a per-sample row lacks {err}; expected keys model, fraction, eval_family, seed, "
@@ -85,12 +86,12 @@ class SampleIndex:
         """Training seeds present."""
         return sorted({k[3] for k in self._data if k[3] is not None})
 
-    def has(self, model, eval_family, fraction=1.0) -> bool:
-        """Whether any seed of ``model`` at ``fraction`` was tested on ``eval_family``."""
-        return any(k[:3] == (model, float(fraction), eval_family) for k in self._data)
+    def has(self, model, eval_family, fraction=1.0, split="test") -> bool:
+        """Whether any seed of ``model`` at ``fraction`` was evaluated on ``eval_family``'s ``split``."""
+        return any(k[:3] == (model, float(fraction), eval_family) and k[4] == split for k in self._data)
 
-    def values(self, model, eval_family, metric, fraction=1.0, seeds=None) -> np.ndarray:
-        """Array ``(seeds, samples)`` of ``metric`` of ``model`` on ``eval_family``.
+    def values(self, model, eval_family, metric, fraction=1.0, seeds=None, split="test") -> np.ndarray:
+        """Array ``(seeds, samples)`` of ``metric`` of ``model`` on ``eval_family``'s ``split``.
 
         ``seeds`` default: every seed of the model. A mean-map model repeats its one
         row for each requested seed.
@@ -102,21 +103,23 @@ class SampleIndex:
         """
         seeds = self.seeds if seeds is None else list(seeds)
         if model.startswith(MEAN_MAP):
-            key = (model, 1.0, eval_family, None)
+            key = (model, 1.0, eval_family, None, split)
             if key not in self._data:
-                raise KeyError(f"no per-sample metrics of {model} on {eval_family}")
+                raise KeyError(f"no per-sample metrics of {model} on {eval_family} ({split} split)")
             return np.repeat(self._data[key][metric][None, :], max(1, len(seeds)), axis=0)
         out = []
         for s in seeds:
-            key = (model, float(fraction), eval_family, s)
+            key = (model, float(fraction), eval_family, s, split)
             if key not in self._data:
-                raise KeyError(f"no per-sample metrics of {model} (share {fraction:g}, seed {s}) on {eval_family}")
+                raise KeyError(f"no per-sample metrics of {model} (share {fraction:g}, seed {s}) on {eval_family} "
+                               f"({split} split)")
             out.append(self._data[key][metric])
         return np.stack(out)
 
-    def model_seeds(self, model, eval_family, fraction=1.0) -> list:
-        """Seeds at which ``model`` was tested on ``eval_family``."""
-        return sorted(k[3] for k in self._data if k[:3] == (model, float(fraction), eval_family) and k[3] is not None)
+    def model_seeds(self, model, eval_family, fraction=1.0, split="test") -> list:
+        """Seeds at which ``model`` was evaluated on ``eval_family``'s ``split``."""
+        return sorted(k[3] for k in self._data
+                      if k[:3] == (model, float(fraction), eval_family) and k[3] is not None and k[4] == split)
 
 
 @dataclass
@@ -160,7 +163,8 @@ class Comparison:
         return text + (f" ({self.note})" if self.note else "")
 
 
-def contrast(index: SampleIndex, terms, families, metric="ssim", threshold=0.0, label=None, seed=0) -> Comparison:
+def contrast(index: SampleIndex, terms, families, metric="ssim", threshold=0.0, label=None, seed=0,
+             split="test") -> Comparison:
     """A paired linear contrast ``sum(weight * metric(model at share))`` over ``families`` (strata).
 
     :func:`compare` is the contrast ``[(1, a, fa), (-1, b, fb)]``; a difference of
@@ -173,7 +177,7 @@ def contrast(index: SampleIndex, terms, families, metric="ssim", threshold=0.0, 
     terms : list of (weight, model, fraction)
         ``model`` may hold ``{f}``, replaced by each test family (``"fft:{f}"`` pools
         every family's own fine-tuned model).
-    families, metric, threshold, label, seed
+    families, metric, threshold, label, seed, split
         As :func:`compare`.
 
     Returns
@@ -193,11 +197,11 @@ def contrast(index: SampleIndex, terms, families, metric="ssim", threshold=0.0, 
     for fam in families:
         here = [(w, m.format(f=fam), x) for w, m, x in terms]
         trained = [(m, x) for _, m, x in here if not m.startswith(MEAN_MAP)]
-        common = set.intersection(*(set(index.model_seeds(m, fam, x)) for m, x in trained))
+        common = set.intersection(*(set(index.model_seeds(m, fam, x, split)) for m, x in trained))
         if not common:
             raise KeyError(f"{', '.join(m for m, _ in trained)} share no training seed on {fam} (or one of them was "
                            "not tested there); train them with the same seeds")
-        arrays = [(w, index.values(m, fam, metric, x, sorted(common))) for w, m, x in here]
+        arrays = [(w, index.values(m, fam, metric, x, sorted(common), split)) for w, m, x in here]
         if len({v.shape for _, v in arrays}) != 1:
             raise ValueError(f"the models were tested on different numbers of {fam} samples; they must share the "
                              "test set")
@@ -212,7 +216,7 @@ def contrast(index: SampleIndex, terms, families, metric="ssim", threshold=0.0, 
 
 
 def compare(index: SampleIndex, a, b, families, metric="ssim", fraction_a=1.0, fraction_b=1.0, threshold=0.0,
-            label=None, seed=0) -> Comparison:
+            label=None, seed=0, split="test") -> Comparison:
     """Paired comparison of models ``a`` and ``b`` on the test sets of ``families`` (strata).
 
     Parameters
@@ -231,6 +235,8 @@ def compare(index: SampleIndex, a, b, families, metric="ssim", fraction_a=1.0, f
     label : str, optional
     seed : int
         Bootstrap seed.
+    split : {"test", "val"}
+        Which split's samples (claims use the test split; :func:`learned` the validation split).
 
     Returns
     -------
@@ -246,11 +252,14 @@ def compare(index: SampleIndex, a, b, families, metric="ssim", fraction_a=1.0, f
         For an unknown metric, or test sets of different sizes.
     """
     return contrast(index, [(1.0, a, fraction_a), (-1.0, b, fraction_b)], families, metric, threshold,
-                    label or f"{a} vs {b}", seed)
+                    label or f"{a} vs {b}", seed, split)
 
 
-def learned(index: SampleIndex, model, family, fraction=1.0) -> tuple:
+def learned(index: SampleIndex, model, family, fraction=1.0, split="val") -> tuple:
     """Whether ``model`` beats the training-mean map on ``family`` by MAE and by SSIM (both CIs won).
+
+    Decided on the validation split by default, so that which comparisons a claim counts
+    is never chosen by looking at the test samples that then give its intervals.
 
     Returns
     -------
@@ -258,8 +267,8 @@ def learned(index: SampleIndex, model, family, fraction=1.0) -> tuple:
         The verdict and the two comparisons behind it. A model that does not is
         marked "did not learn"; claims do not count comparisons that rest on it.
     """
-    comps = [compare(index, model, f"{MEAN_MAP}:{family}", family, m, fraction_a=fraction,
-                     label=f"{model} vs mean map on {family}") for m in ("mae", "ssim")]
+    comps = [compare(index, model, f"{MEAN_MAP}:{family}", family, m, fraction_a=fraction, split=split,
+                     label=f"{model} vs mean map on {family} ({split} split)") for m in ("mae", "ssim")]
     return all(c.outcome == "won" for c in comps), comps
 
 

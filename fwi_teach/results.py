@@ -10,7 +10,9 @@ it (:func:`load_reference_results`) and holds the rules that keep it consistent:
 ``lowdata.csv``           scratch / FFT / LoRA at each share of the training data
 ``histories.csv``         train and validation loss (and validation metrics) per epoch
 ``per_sample.csv.gz``     MAE, RMSE, SSIM of every test sample in every evaluation, and of
-                          the training-mean map (``mean-map:<family>``): the evidence
+                          the training-mean map (``mean-map:<family>``): the evidence; also
+                          each model on its own validation split (``split`` "val"), which
+                          decides whether it learned
 ``predictions.npz``       a few test samples per family: truth, mean map and the reference
                           models' predictions (float16), for the book's figures
 ``timings.csv``           measured and estimated seconds of each stage, per seed
@@ -45,7 +47,7 @@ RESULTS_FORMAT = 2
 RAW_TABLES = ("runs", "matrix", "lowdata", "timings", "histories")
 PER_SAMPLE_FILE = "per_sample.csv.gz"
 PREDICTIONS_FILE = "predictions.npz"
-_PER_SAMPLE_COLUMNS = ("model", "fraction", "eval_family", "seed", "sample", "mae", "rmse", "ssim")
+_PER_SAMPLE_COLUMNS = ("model", "fraction", "eval_family", "split", "seed", "sample", "mae", "rmse", "ssim")
 _METRIC_KEYS = ("mae", "rmse", "ssim", "mae_mps", "rmse_mps")
 
 
@@ -61,7 +63,7 @@ def per_sample_bytes(rows) -> bytes:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(_PER_SAMPLE_COLUMNS)
     for r in rows:
-        writer.writerow([r["model"], f"{float(r['fraction']):g}", r["eval_family"],
+        writer.writerow([r["model"], repr(float(r["fraction"])), r["eval_family"], r.get("split") or "test",
                          "" if r.get("seed") is None else int(r["seed"]), int(r["sample"]),
                          *(f"{float(r[m]):.8g}" for m in ("mae", "rmse", "ssim"))])
     out = io.BytesIO()
@@ -77,6 +79,7 @@ def read_per_sample(path) -> list:
     for r in rows:
         r["fraction"], r["sample"] = float(r["fraction"]), int(r["sample"])
         r["seed"] = None if r["seed"] == "" else int(r["seed"])
+        r["split"] = r.get("split") or "test"
         for m in ("mae", "rmse", "ssim"):
             r[m] = float(r[m])
     return rows
@@ -127,7 +130,7 @@ class ReferenceResults:
         seed-specific ones (times, memory, commit).
         """
         rows = getattr(self, table)
-        skip = set(_METRIC_KEYS) | {"seed", "wall_time_s", "train_wall_time_s", "samples_per_s", "peak_memory_mb",
+        skip = set(_METRIC_KEYS) | {"seed", "experiment", "wall_time_s", "train_wall_time_s", "samples_per_s", "peak_memory_mb",
                                     "best_epoch", "git_commit", "device", "package_version", "torch_version",
                                     "n_samples", "memory_kind"}
         groups = {}
@@ -218,7 +221,8 @@ def _table(folder: Path, name: str, required=True) -> list:
     if not path.is_file():
         if required:
             raise FileNotFoundError(f"{path} is missing: the results folder {folder} is incomplete; re-export it "
-                                    f"with `fwi-teach reproduce --profile {folder.name}`")
+                                    f"from the cache with `fwi-teach reproduce --profile {folder.name} --seeds ... "
+                                    "--no-merge` (every seed it should hold)")
         return []
     return json.loads(path.read_text())["rows"]
 
@@ -253,12 +257,13 @@ def load_reference_results(profile="cpu", results_dir=None) -> ReferenceResults:
     meta = {k: v for k, v in json.loads(meta_path.read_text()).items() if k != "rows"}
     if meta.get("format") != RESULTS_FORMAT:
         raise ValueError(f"{folder} has results format {meta.get('format')!r}; this version of fwi_teach reads format "
-                         f"{RESULTS_FORMAT} (a held-out test split, seeds and per-sample metrics). Re-run "
-                         f"`fwi-teach reproduce --profile {name}` to make them")
+                         f"{RESULTS_FORMAT} (a held-out test split, seeds and per-sample metrics). Move it away and re-run "
+                         f"`fwi-teach reproduce --profile {name} --no-merge` to make them")
     per_sample = folder / PER_SAMPLE_FILE
     if not per_sample.is_file():
         raise FileNotFoundError(f"{per_sample} is missing: without per-sample metrics no confidence interval can be "
-                                f"computed. Re-export the folder with `fwi-teach reproduce --profile {name}`")
+                                f"computed. Re-export the folder from the cache with `fwi-teach reproduce --profile "
+                                f"{name} --seeds ... --no-merge` (every seed it should hold)")
     return ReferenceResults(name, folder, meta, *(_table(folder, t) for t in ("runs", "matrix", "lowdata", "timings",
                                                                             "openfwi")),
                             claims_saved=_table(folder, "claims", False), memory=_table(folder, "memory", False),

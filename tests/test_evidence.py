@@ -41,6 +41,13 @@ def test_seeds_widen_the_interval_when_seeds_disagree():
     assert width(disagree) > 2 * width(agree)
 
 
+def test_repeating_one_seed_does_not_narrow_the_interval():
+    rng = np.random.default_rng(4)
+    one = rng.normal(0.02, 0.05, size=(1, 200))
+    width = lambda d: paired_interval(d).high - paired_interval(d).low  # noqa: E731
+    assert width(np.repeat(one, 3, axis=0)) == pytest.approx(width(one), rel=0.15)
+
+
 def test_strata_weigh_equally_and_bad_input_is_refused():
     ci = paired_interval([np.full(10, 1.0), np.full(1000, 0.0)])
     assert ci.mean == pytest.approx(0.5)
@@ -89,12 +96,13 @@ def _folder(effects, fractions=(0.1, 0.25, 1.0)):
     rows = []
 
     def add(model, fam, ssim_gain, fraction=1.0, seed=None):
-        noise = rng.normal(0, 0.005, N)
-        for i in range(N):
-            ssim = 0.4 + ssim_gain + hard[fam][i] + noise[i]
-            mae = 0.5 - ssim_gain + hard[fam][i] / 2 + noise[i]
-            rows.append({"model": model, "fraction": fraction, "eval_family": fam, "seed": seed, "sample": i,
-                         "mae": mae, "rmse": mae * 1.2, "ssim": ssim})
+        for split in ("test", "val"):  # the validation split decides whether a model learned
+            noise = rng.normal(0, 0.005, N)
+            for i in range(N):
+                ssim = 0.4 + ssim_gain + hard[fam][i] + noise[i]
+                mae = 0.5 - ssim_gain + hard[fam][i] / 2 + noise[i]
+                rows.append({"model": model, "fraction": fraction, "eval_family": fam, "seed": seed, "sample": i,
+                             "split": split, "mae": mae, "rmse": mae * 1.2, "ssim": ssim})
 
     for fam in FAMILIES:
         add(f"mean-map:{fam}", fam, 0.0)
@@ -187,3 +195,16 @@ def test_sample_index_refuses_duplicated_or_missing_samples():
         SampleIndex([{**row, "sample": 0}, {**row, "sample": 0}])
     with pytest.raises(ValueError, match="lacks"):
         SampleIndex([{k: v for k, v in row.items() if k != "ssim"} | {"sample": 0}])
+
+
+def test_whether_a_model_learned_is_decided_on_the_validation_split():
+    rng = np.random.default_rng(5)
+    rows = []
+    for split, gain in (("val", 0.0), ("test", 0.3)):  # no better than the mean map on val, much better on test
+        base = rng.normal(0.5, 0.05, 50)
+        for model, g, seed in (("mean-map:f", 0.0, None), ("baseline:f", gain, 0)):
+            rows += [{"model": model, "fraction": 1.0, "eval_family": "f", "split": split, "seed": seed, "sample": i,
+                      "mae": 0.4 - g + 0.01 * np.sin(i), "rmse": 0.5, "ssim": base[i] + g} for i in range(50)]
+    index = SampleIndex(rows)
+    assert not learned(index, "baseline:f", "f")[0]
+    assert learned(index, "baseline:f", "f", split="test")[0]

@@ -58,16 +58,20 @@ def test_seeds_merge_and_every_sample_is_kept(exported):
     assert sorted(ref.meta["timing"]["per_seed_s"]) == ["0", "1"]
     assert len(ref.runs) == 2 * (2 + 3 + 2 + 3)  # per seed: PFM on its 2 sets, 3 baselines, FFT + LoRA, 3 low-data
     n_models = 1 + 3 + 2
-    trained = [r for r in ref.per_sample_rows if r["seed"] is not None]
+    trained = [r for r in ref.per_sample_rows if r["seed"] is not None and r["split"] == "test"]
     # every model of the matrix on 10 families and the 3 low-data runs, each on TINY.n_test samples, per seed
     assert len(trained) == 2 * (n_models * 10 + 3) * TINY.n_test
-    assert len([r for r in ref.per_sample_rows if r["seed"] is None]) == 10 * TINY.n_test  # the mean maps
+    assert len([r for r in ref.per_sample_rows if r["seed"] is None and r["split"] == "test"]) == 10 * TINY.n_test
     pfm = json.loads((cache / "tiny" / "results" / "pfm-s1.json").read_text())
     assert ref.per_sample.values("pfm", "curvevel-a", "ssim", seeds=[1])[0].tolist() == pytest.approx(
         pfm["per_sample"]["curvevel-a"]["ssim"], abs=1e-6)
     assert ref.metric("pfm", "curvevel-a", "ssim") == pytest.approx(np.mean(
         [r["ssim"] for r in ref.runs if r["kind"] == "pfm" and r["eval_family"] == "curvevel-a"]))
     assert {h["seed"] for h in ref.histories} == {0, 1} and {"train_loss", "val_loss"} <= set(ref.histories[0])
+    low = ref.mean_rows("lowdata")
+    assert len(low) == len(ref.lowdata) // 2 and all(r["seeds"] == 2 for r in low)  # one row per run, over seeds
+    val = [r for r in ref.per_sample_rows if r.get("split") == "val"]
+    assert val and {r["model"] for r in val if r["seed"] == 0} >= {"pfm", "baseline:flatvel-a", "lora:style-a"}
     pred = ref.predictions()
     assert pred["style-a/truth"].shape == (3, 70, 70) and {"style-a/fft", "style-a/lora", "style-a/pfm"} <= set(pred)
     # Exporting seed 0 again replaces its rows instead of adding them twice.

@@ -248,6 +248,17 @@ class OpenFWIDataset(Dataset):
         vel = np.array(vel_arr[row], dtype=np.float32, copy=True)
         return seis, vel
 
+    def velocity_maps(self, items=None) -> np.ndarray:
+        """Velocity maps of ``items`` (default: every item), ``(n, 1, 70, 70)`` float32, normalised
+        like the items (m/s with ``normalize=False``). Reads the velocity files only, not the seismic."""
+        items = range(len(self)) if items is None else items
+        out = []
+        for i in items:
+            f, row = self.locate(int(i))
+            out.append(np.array(self._arrays(f)[1][row], dtype=np.float32, copy=True))
+        vel = np.stack(out) if out else np.zeros((0, *VELOCITY_SAMPLE_SHAPE), np.float32)
+        return normalize_velocity(vel).astype(np.float32, copy=False) if self.normalize else vel
+
     def __getitem__(self, i):
         seis, vel = self.raw_sample(i)
         if self.normalize:

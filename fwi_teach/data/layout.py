@@ -344,9 +344,10 @@ def discover_pairs(root, split: str = "train", family: str | None = None) -> tup
     split_file = root / f"{split}.txt"
     if split_file.is_file():
         return read_split_file(split_file), "split-file"
-    if split == "test" and (root / "train.txt").is_file():
-        raise ValueError(f"{root} has no test split (test.txt): it was generated without test samples. Regenerate it "
-                         "with n_test > 0 (generate_dataset(..., n_test=N) or `fwi-teach data generate --test N`)")
+    if split == "test" and any((root / f"{s}.txt").is_file() for s in ("train", "val")):
+        raise ValueError(f"{root} has split files but no test.txt: it was generated without test samples, or its "
+                         "split files were written by hand. Regenerate it with n_test > 0 (generate_dataset(..., "
+                         "n_test=N) or `fwi-teach data generate --test N`), or add a test.txt disjoint from the others")
     split = "val" if split == "test" else split
     if (root / "data").is_dir() and (root / "model").is_dir():
         seis, vel = _numbered(root / "data", _DATA_RE), _numbered(root / "model", _MODEL_RE)
