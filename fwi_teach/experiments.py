@@ -335,8 +335,11 @@ def run_chain(profile, cache_dir=None, seed=0, device="auto", data_dir=None, pro
     -------
     dict
         Results record (``results/chain-s<seed>.json``): one row per stage with its
-        ``wall_time_s`` in this call (near zero for cached steps) and ``estimated_s``,
-        plus ``total_s`` and ``results`` (the results files of the matrix and the sweep).
+        ``wall_time_s`` and ``estimated_s``, plus ``total_s``, ``complete`` and ``results``
+        (the results files of the matrix and the sweep). The record is rewritten after
+        every step, so an interrupted chain keeps the time of the stages it did; the next
+        call adds its own times to those of an incomplete record. A call that finds the
+        chain complete starts a new record (near zero for cached steps).
     """
     p = get_profile(profile)
     dev = art.resolve_device(device)
@@ -362,7 +365,23 @@ def run_chain(profile, cache_dir=None, seed=0, device="auto", data_dir=None, pro
         guess = sum(weights)
         print(f"fwi_teach chain, profile {p.name!r} on {dev}: {len(steps)} steps, roughly "
               f"{f'{guess:.0f} s' if guess < 90 else f'{guess / 60:.0f} min'} (cost-model estimate)", flush=True)
+    name, pdir = f"chain-s{int(seed)}", art.profile_dir(p, cache_dir)
+    results = {k: str(pdir / "results" / f"{k}-s{int(seed)}.json") for k in ("matrix", "lowdata")}
+    earlier = art.read_results(pdir / "results" / f"{name}.json", p, data_dir)
     timings = dict.fromkeys(counts, 0.0)
+    total_before = 0.0
+    if earlier is not None and not earlier.get("complete", True):  # an interrupted call: keep its times
+        timings.update({r["stage"]: float(r["wall_time_s"]) for r in earlier["rows"] if r["stage"] in timings})
+        total_before = float(earlier.get("total_s", 0.0))
+
+    def save(complete, elapsed):
+        rows = [{"stage": s, "wall_time_s": t, "estimated_s": estimate[s] if estimate else None}
+                for s, t in timings.items()]
+        record = art.make_record(name, p, seed, data_dir, env, rows, total_s=total_before + elapsed,
+                                 complete=complete, results=results)
+        art.write_results(pdir / "results" / f"{name}.json", record)
+        return record
+
     start = time.perf_counter()
     fmt = "{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]{postfix}"
     with tqdm(total=sum(weights), desc=f"chain {p.name}", bar_format=fmt, disable=not progress) as bar:
@@ -371,12 +390,6 @@ def run_chain(profile, cache_dir=None, seed=0, device="auto", data_dir=None, pro
             t0 = time.perf_counter()
             fn()
             timings[stage] += time.perf_counter() - t0
+            save(False, time.perf_counter() - start)
             bar.update(weight)
-    total = time.perf_counter() - start
-    rows = [{"stage": s, "wall_time_s": t, "estimated_s": estimate[s] if estimate else None}
-            for s, t in timings.items()]
-    name, pdir = f"chain-s{int(seed)}", art.profile_dir(p, cache_dir)
-    results = {k: str(pdir / "results" / f"{k}-s{int(seed)}.json") for k in ("matrix", "lowdata")}
-    record = art.make_record(name, p, seed, data_dir, env, rows, total_s=total, results=results)
-    art.write_results(pdir / "results" / f"{name}.json", record)
-    return record
+    return save(True, time.perf_counter() - start)

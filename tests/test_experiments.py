@@ -247,3 +247,20 @@ def test_training_and_selection_never_read_the_test_split(tmp_path, monkeypatch)
     assert reads[("test", True)] == 0, "fit (training, best-epoch selection) read the test split"
     assert reads[("val", True)] > 0 and reads[("test", False)] == TINY.n_test  # reported once, after training
     assert record["rows"][0]["n_samples"] == TINY.n_test and len(record["per_sample"]["flatvel-a"]["ssim"]) == TINY.n_test
+
+
+def test_an_interrupted_chain_keeps_the_time_of_the_stages_it_did(cache, monkeypatch):
+    root, _ = cache
+    chain = root / "tiny" / "results" / "chain-s0.json"
+    record = json.loads(chain.read_text())
+    assert record["complete"] is True
+    record["complete"] = False  # as left by a call that stopped after some steps
+    for row in record["rows"]:
+        row["wall_time_s"] = 100.0 if row["stage"] == "data" else 0.0
+    record["total_s"] = 100.0
+    chain.write_text(json.dumps(record))
+    again = ex.run_chain(TINY, cache_dir=root, device="cpu", progress=False)  # everything cached
+    times = {r["stage"]: r["wall_time_s"] for r in again["rows"]}
+    assert 100.0 <= times["data"] < 110.0 and again["complete"] and again["total_s"] >= 100.0
+    fresh = ex.run_chain(TINY, cache_dir=root, device="cpu", progress=False)  # complete before: a new record
+    assert {r["stage"]: r["wall_time_s"] for r in fresh["rows"]}["data"] < 10.0
