@@ -208,3 +208,12 @@ def test_whether_a_model_learned_is_decided_on_the_validation_split():
     index = SampleIndex(rows)
     assert not learned(index, "baseline:f", "f")[0]
     assert learned(index, "baseline:f", "f", split="test")[0]
+
+
+def test_claim_three_needs_its_accuracy_part():
+    # Both fine-tuned models no better than the mean map on their targets: share and memory alone do not decide.
+    folder = _folder({("fft", "own"): 0.0, ("lora", "own"): 0.0})
+    c3 = next(c for c in evaluate_claims(folder) if c.label == "3")
+    assert c3.numbers["counted"] == 2 and c3.numbers["won"] == 2 and c3.verdict == "inconclusive"
+    assert "accuracy part could not be judged" in c3.evidence
+

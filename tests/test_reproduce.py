@@ -74,6 +74,13 @@ def test_seeds_merge_and_every_sample_is_kept(exported):
     assert val and {r["model"] for r in val if r["seed"] == 0} >= {"pfm", "baseline:flatvel-a", "lora:style-a"}
     pred = ref.predictions()
     assert pred["style-a/truth"].shape == (3, 70, 70) and {"style-a/fft", "style-a/lora", "style-a/pfm"} <= set(pred)
+    # What a chapter's live verdict cell reads: the same evidence straight from the cache, nothing written.
+    from fwi_teach.claims import evaluate_claims
+    from fwi_teach.reproduce import collect_results
+
+    live = collect_results(TINY, cache_dir=cache, seeds=[0, 1])
+    assert live.seeds == [0, 1] and [c.label for c in evaluate_claims(live, only=["1", "5"])] == ["1", "5"]
+    assert len(live.per_sample_rows) == len(ref.per_sample_rows)
     # Exporting seed 0 again replaces its rows instead of adding them twice.
     again = load_reference_results("tiny", export_results(TINY, out, cache_dir=cache, seeds=[0], figures=False).parent)
     assert len(again.runs) == len(ref.runs) and len(again.per_sample_rows) == len(ref.per_sample_rows)
