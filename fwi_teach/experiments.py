@@ -20,7 +20,8 @@ Sizes come from a :class:`~fwi_teach.profiles.Profile` (``"smoke"``, ``"cpu"``, 
 validation split picks the best epoch, and the test split, which neither training nor
 selection reads, gives every reported number; each evaluation also keeps the metrics of
 every test sample (``per_sample`` in the results records), for paired confidence
-intervals (:mod:`fwi_teach.stats`). Each family is normalised with its own published
+intervals (:mod:`fwi_teach.stats`), and of every validation sample of the run's own
+families (``per_sample_val``), on which the mean-map check decides. Each family is normalised with its own published
 seismic bounds, also when the six pretraining sets are concatenated.
 
 Cache layout (``cache_dir`` argument, else ``$FWI_TEACH_CACHE``, else ``~/.cache/fwi_teach``)::
@@ -130,6 +131,8 @@ def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progres
     metrics = {f: evaluate(model, ds, batch_size=cfg.eval_batch_size, device=device, per_sample=True)
                for f, ds in test_sets.items()}
     per_sample = {f: m.pop("per_sample") for f, m in metrics.items()}
+    per_sample_val = {f: evaluate(model, ds, batch_size=cfg.eval_batch_size, device=device, per_sample=True)
+                      ["per_sample"] for f, ds in val_sets.items()}  # decides whether the model learned
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     base = {"experiment": name, "kind": kind, "method": {"pfm": "pretrain", "baseline": "scratch"}.get(kind, kind),
             "train_family": family or "+".join(families), "fraction": fraction, "n_train_samples": len(train),
@@ -139,7 +142,8 @@ def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progres
             "samples_per_s": result.samples_per_s, "wall_time_s": time.perf_counter() - start}
     rows = [{**base, "eval_family": f, **m} for f, m in metrics.items()]
     record = art.make_record(name, p, seed, data_dir, env, rows, train=result.to_dict(), artifacts=saved,
-                             lora=vars(art.lora_settings(p)) if kind == "lora" else None, per_sample=per_sample)
+                             lora=vars(art.lora_settings(p)) if kind == "lora" else None, per_sample=per_sample,
+                             per_sample_val=per_sample_val)
     art.write_results(pdir / "results" / f"{name}.json", record)
     return record
 

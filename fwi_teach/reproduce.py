@@ -104,7 +104,8 @@ def _seed_tables(p, cache_dir, seed, data_dir, strict=True) -> dict:
     per_sample = [{"model": spec, "fraction": x, "eval_family": fam, "split": "test", "seed": int(seed), "sample": i,
                    **{m: values[m][i] for m in ("mae", "rmse", "ssim")}}
                   for (spec, x, fam), values in sorted(samples.items()) for i in range(len(values["mae"]))]
-    per_sample += _val_rows(p, cache_dir, data_dir, seed, [row for rec in records for row in rec["rows"]])
+    for rec in records:
+        per_sample += _val_rows(p, cache_dir, data_dir, seed, rec)
 
     try:
         estimate = stage_seconds(p, records[0]["environment"]["device"].split(":")[0])
@@ -156,16 +157,14 @@ def collect_results(profile, cache_dir=None, seeds=(0,), data_dir=None) -> Refer
 
 
 def _velocities(ds):
-    """Normalised velocity maps of a split (an OpenFWIDataset or a Subset of one), without reading seismic."""
-    import numpy as np
+    """Normalised velocity maps of a split of :func:`fwi_teach.artifacts.load_split` (an OpenFWIDataset or a
+    Subset of one), without reading the seismic."""
     import torch
     from torch.utils.data import Subset
 
-    if isinstance(ds, Subset) and hasattr(ds.dataset, "velocity_maps"):
+    if isinstance(ds, Subset):
         return torch.from_numpy(ds.dataset.velocity_maps(ds.indices))
-    if hasattr(ds, "velocity_maps"):
-        return torch.from_numpy(ds.velocity_maps())
-    return torch.stack([torch.as_tensor(np.asarray(ds[i][1])) for i in range(len(ds))])
+    return torch.from_numpy(ds.velocity_maps())
 
 
 def _mean_map(p, cache_dir, data_dir, families):
@@ -181,34 +180,30 @@ def _mean_map(p, cache_dir, data_dir, families):
             values = per_sample_metrics(mean.expand_as(truth), truth)
             rows += [{"model": f"{MEAN_MAP}:{fam}", "fraction": 1.0, "eval_family": fam, "split": split, "seed": None,
                       "sample": i, **{m: float(values[m][i]) for m in values}} for i in range(len(truth))]
-        maps[fam] = (mean[0].numpy(), truth[:PREDICTED_SAMPLES, 0].numpy())
+            if split == "test":
+                maps[fam] = (mean[0].numpy(), truth[:PREDICTED_SAMPLES, 0].numpy())
     return rows, maps
 
 
-def _val_rows(p, cache_dir, data_dir, seed, runs) -> list:
-    """Per-sample metrics of every run of ``runs`` on its own families' validation splits (split "val").
+def _val_rows(p, cache_dir, data_dir, seed, record) -> list:
+    """Per-sample rows (split "val") of a run on its own families' validation splits.
 
-    The runs' records keep test metrics only; whether a model learned is decided on
-    validation samples, so the trained models are evaluated there (a few seconds).
+    Taken from the run's record (``per_sample_val``); records written before it existed
+    are evaluated again from the saved weights.
     """
-    from .training import evaluate
+    row = record["rows"][0]
+    spec, fraction = _spec(row), float(row["fraction"])
+    values = record.get("per_sample_val")
+    if values is None:
+        from .training import evaluate
 
-    rows, sets = [], {}
-    done = set()
-    for r in runs:
-        key = (_spec(r), float(r["fraction"]), r["eval_family"])
-        if key in done or int(r["seed"]) != int(seed):
-            continue
-        done.add(key)
-        spec, fraction, fam = key
-        if fam not in sets:
-            sets[fam] = art.load_split(fam, "val", p, cache_dir, data_dir, device="cpu", progress=False)
         model = art.load_model(spec, p, cache_dir, seed, fraction)
-        values = evaluate(model, sets[fam], batch_size=max(p.batch_size, 32), device="cpu", per_sample=True)
-        rows += [{"model": spec, "fraction": fraction, "eval_family": fam, "split": "val", "seed": int(seed),
-                  "sample": i, **{m: values["per_sample"][m][i] for m in ("mae", "rmse", "ssim")}}
-                 for i in range(len(values["per_sample"]["mae"]))]
-    return rows
+        values = {r["eval_family"]: evaluate(model, art.load_split(r["eval_family"], "val", p, cache_dir, data_dir,
+                                                                   device="cpu", progress=False),
+                                             batch_size=max(p.batch_size, 32), device="cpu",
+                                             per_sample=True)["per_sample"] for r in record["rows"]}
+    return [{"model": spec, "fraction": fraction, "eval_family": fam, "split": "val", "seed": int(seed), "sample": i,
+             **{m: v[m][i] for m in ("mae", "rmse", "ssim")}} for fam, v in values.items() for i in range(len(v["mae"]))]
 
 
 def _predictions(p, cache_dir, data_dir, seed, maps) -> dict:

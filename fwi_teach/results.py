@@ -51,10 +51,15 @@ _PER_SAMPLE_COLUMNS = ("model", "fraction", "eval_family", "split", "seed", "sam
 _METRIC_KEYS = ("mae", "rmse", "ssim", "mae_mps", "rmse_mps")
 
 
+def _stored(value) -> str:
+    """A metric as ``per_sample.csv.gz`` stores it: 8 significant digits."""
+    return f"{float(value):.8g}"
+
+
 def round_metrics(rows) -> list:
-    """``rows`` with each metric rounded as :func:`per_sample_bytes` stores it (8 significant digits), so
-    that what is computed from them before writing equals what is computed after reading."""
-    return [{**r, **{m: float(f"{float(r[m]):.8g}") for m in ("mae", "rmse", "ssim")}} for r in rows]
+    """``rows`` with each metric rounded as :func:`per_sample_bytes` stores it, so that what is computed
+    from them before writing equals what is computed after reading."""
+    return [{**r, **{m: float(_stored(r[m])) for m in ("mae", "rmse", "ssim")}} for r in rows]
 
 
 def per_sample_bytes(rows) -> bytes:
@@ -65,7 +70,7 @@ def per_sample_bytes(rows) -> bytes:
     for r in rows:
         writer.writerow([r["model"], repr(float(r["fraction"])), r["eval_family"], r.get("split") or "test",
                          "" if r.get("seed") is None else int(r["seed"]), int(r["sample"]),
-                         *(f"{float(r[m]):.8g}" for m in ("mae", "rmse", "ssim"))])
+                         *(_stored(r[m]) for m in ("mae", "rmse", "ssim"))])
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
         gz.write(buf.getvalue().encode())

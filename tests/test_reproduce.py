@@ -81,6 +81,15 @@ def test_seeds_merge_and_every_sample_is_kept(exported):
     live = collect_results(TINY, cache_dir=cache, seeds=[0, 1])
     assert live.seeds == [0, 1] and [c.label for c in evaluate_claims(live, only=["1", "5"])] == ["1", "5"]
     assert len(live.per_sample_rows) == len(ref.per_sample_rows)
+    # A record written before runs kept their validation samples: they are evaluated again from the weights.
+    path = cache / "tiny" / "results" / "baseline-flatvel-a-s0.json"
+    record = json.loads(path.read_text())
+    kept = record.pop("per_sample_val")
+    path.write_text(json.dumps(record))
+    again = [r for r in collect_results(TINY, cache_dir=cache, seeds=[0]).per_sample_rows
+             if r["model"] == "baseline:flatvel-a" and r["split"] == "val"]
+    assert [r["ssim"] for r in again] == pytest.approx(kept["flatvel-a"]["ssim"], abs=1e-6)
+    path.write_text(json.dumps({**record, "per_sample_val": kept}))
     # Exporting seed 0 again replaces its rows instead of adding them twice.
     again = load_reference_results("tiny", export_results(TINY, out, cache_dir=cache, seeds=[0], figures=False).parent)
     assert len(again.runs) == len(ref.runs) and len(again.per_sample_rows) == len(ref.per_sample_rows)
