@@ -21,7 +21,7 @@ Usage::
     python benchmarks/forward.py            # full run (about 10 minutes on 2 CPU cores)
     python benchmarks/forward.py --quick    # fewer models; generation time extrapolated
     python benchmarks/forward.py --device cuda
-    python benchmarks/forward.py --record   # also write the rate into fwi_teach/benchmark_rates.json
+    python benchmarks/forward.py --record   # also write the rate into fwi_teach/experiments/benchmark_rates.json
 
 deepwave is a test/benchmark dependency only (``pip install -e ".[test]"``).
 """
@@ -66,17 +66,17 @@ def _engine(name: str):
     """Force one engine of ``simulate`` for the calls inside the context: "default", "torch.compile" or "eager"."""
     import contextlib
 
-    from fwi_teach import physics
+    from fwi_teach.physics import engines
 
     @contextlib.contextmanager
     def ctx():
-        saved = physics._native_ok
+        saved = engines.native_ok
         if name == "torch.compile":
-            physics._native_ok = lambda v: False
+            engines.native_ok = lambda v: False
         try:
             yield {"eager": False}.get(name, None)
         finally:
-            physics._native_ok = saved
+            engines.native_ok = saved
     return ctx()
 
 
@@ -94,7 +94,7 @@ def _copy_bandwidth(n_bytes: int, repeats: int) -> float:
 
 
 def throughput(models: np.ndarray, device, n_openfwi: int) -> None:
-    from fwi_teach.physics import BOUNDARIES, _HALO, simulation_engine
+    from fwi_teach.physics import BOUNDARIES, HALO, simulation_engine
 
     acq = Acquisition.openfwi()
     n = models.shape[0]
@@ -131,7 +131,7 @@ def throughput(models: np.ndarray, device, n_openfwi: int) -> None:
         print(f"thin boundary on GPU: {per_min:.0f} samples per minute (target >= 5000: "
               f"{'PASS' if per_min >= 5000 else 'FAIL'})")
     # how close to the machine: bytes a time step must move per cell (read p, p-, a, b, r; write p+)
-    cells = (70 + 2 * BOUNDARIES["thin"] + 2 * _HALO) ** 2
+    cells = (70 + 2 * BOUNDARIES["thin"] + 2 * HALO) ** 2
     moved = rates["default"] * acq.n_shots * acq.nt * cells * 6 * 4
     if device.type == "cpu":
         dram = _copy_bandwidth(512 * 2**20, 5)
@@ -191,7 +191,7 @@ def generation_time(n: int, device, target_n: int = 2000, target_s: float = 180.
     est = dt * target_n / n
     label = "measured" if n == target_n else f"extrapolated from {n}"
     if record:
-        from fwi_teach.profiles import record_benchmark_rates
+        from fwi_teach.experiments.costs import record_benchmark_rates
 
         print(f"recorded {dt / n:.4f} s per sample in {record_benchmark_rates(device.type, sim_s_per_sample=dt / n)}")
     print(f"{n} samples in {dt:.1f} s ({n / dt:.1f} samples/s); {target_n} samples: {est / 60:.2f} min ({label}); "
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer models; extrapolate the generation time")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--record", action="store_true",
-                        help="write the generation rate into fwi_teach/benchmark_rates.json (cost model)")
+                        help="write the generation rate into fwi_teach/experiments/benchmark_rates.json (cost model)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:

@@ -106,8 +106,8 @@ _COLUMNS = {
 
 
 def _run_experiment(args) -> int:
-    from . import experiments as ex
-    from .artifacts import print_rows, profile_dir
+    from .experiments import runs as ex
+    from .experiments.cache import print_rows, profile_dir
 
     kw = dict(cache_dir=args.cache_dir, seed=args.seed, device=args.device, data_dir=args.data_dir,
               progress=not args.no_progress)
@@ -131,7 +131,8 @@ def _run_experiment(args) -> int:
 
 
 def _run_profiles(args) -> int:
-    from .profiles import get_profile, profile_table
+    from .experiments.costs import profile_table
+    from .experiments.profiles import get_profile
 
     if args.name is None:
         print(profile_table())
@@ -156,8 +157,11 @@ def _experiment_arguments(p) -> None:
 
 
 def _run_reproduce(args) -> int:
-    from .profiles import estimate_minutes, get_profile
-    from .reproduce import check_seeds, load_reference_results, refresh_memory, reproduce, update_readme
+    from .experiments.costs import estimate_minutes
+    from .experiments.profiles import get_profile
+    from .experiments.report import update_readme
+    from .experiments.reproduce import check_seeds, refresh_memory, reproduce
+    from .experiments.results import load_reference_results
 
     p = get_profile(args.profile)
     seeds = check_seeds(args.seeds if args.seeds is not None else [args.seed])
@@ -177,7 +181,7 @@ def _run_reproduce(args) -> int:
         print(claim)
     print(f"results: {folder}")
     if args.update_readme:
-        from .book import find_book_root
+        from .runtime import find_book_root
 
         readme = find_book_root() / "README.md"
         print(f"{readme}: {'updated' if update_readme(ref, readme) else 'already up to date'}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fwi_teach.distributed import DistContext, ShardSampler, all_reduce_sum, setup
+from fwi_teach.training.distributed import DistContext, ShardSampler, all_reduce_sum, setup
 
 REPO = Path(__file__).resolve().parents[1]
 

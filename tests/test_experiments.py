@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import fwi_teach
-from fwi_teach import artifacts, experiments as ex
+from fwi_teach import experiments as ex
+from fwi_teach.experiments import cache as artifacts
 from fwi_teach.cli import main
-from fwi_teach.profiles import PROFILES, get_profile
+from fwi_teach.experiments.profiles import PROFILES, get_profile
 
 TINY = dataclasses.replace(
     get_profile("smoke"), name="tiny", n_train=4, n_val=2, n_test=3, nt=100, batch_size=2,

@@ -1,4 +1,4 @@
-"""Tests for fwi_teach.metrics (MAE, RMSE, OpenFWI SSIM and its agreement with scikit-image)."""
+"""Tests for fwi_teach.evaluation.metrics (MAE, RMSE, OpenFWI SSIM and its agreement with scikit-image)."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 from scipy.ndimage import convolve, gaussian_filter, shift
 from skimage.metrics import structural_similarity
 
-from fwi_teach.metrics import evaluate_metrics, gaussian_window, mae, rmse, ssim_openfwi
+from fwi_teach.evaluation.metrics import evaluate_metrics, gaussian_window, mae, rmse, ssim_openfwi
 
 SKIMAGE = dict(data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
 

@@ -155,3 +155,17 @@ def test_workflow_has_cpu_gpu_and_publish_jobs():
     assert "PROFILE=gpu" in str(jobs["gpu"]["steps"]) and "executed-notebooks-gpu" in str(jobs["gpu"]["steps"])
     publish = str(jobs["publish"]["steps"])
     assert "deploy-pages" in publish and "book-html-gpu" in publish and jobs["publish"]["needs"] == ["cpu", "gpu"]
+
+
+def test_readme_package_example_runs(tmp_path, monkeypatch):
+    """The README's "package in five lines" (and the training lines after it) run as written."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The package in five lines", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, flags=re.M | re.S)
+    assert len(blocks) == 2, "README: expected the five-line example and the training example"
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile("\n".join(blocks), "README.md", "exec"), scope)  # noqa: S102 - the README's own example
+    assert scope["records"].shape == (4, 5, 1000, 70)
+    assert tuple(scope["seismic"].shape) == (5, 1000, 70) and tuple(scope["velocity"].shape) == (1, 70, 70)
+    assert (tmp_path / "data" / "flatvel-a").is_dir()

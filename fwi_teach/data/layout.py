@@ -38,6 +38,7 @@ __all__ = [
     "family_layout",
     "pair_names",
     "read_npy_header",
+    "file_tree",
     "read_split_file",
     "write_split_file",
     "atomic_write",
@@ -157,6 +158,37 @@ def read_npy_header(path, check_size: bool = False) -> tuple[tuple[int, ...], np
             raise ValueError(f"{path} is truncated: {size} bytes, but its header announces {dtype} {shape} "
                              f"({needed} bytes); re-download or regenerate it")
     return shape, dtype
+
+
+def file_tree(root) -> str:
+    """A listing of the files under ``root``: relative path, size and, for ``.npy`` files, dtype and shape.
+
+    Parameters
+    ----------
+    root : str or Path
+        A folder, such as one generated data set.
+
+    Returns
+    -------
+    str
+        ``root``'s name, then one indented line per file in sorted order.
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a folder; pass the folder of a data set")
+    lines = [f"{root.name}/"]
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        extra = ""
+        if path.suffix == ".npy":
+            shape, dtype = read_npy_header(path)
+            extra = f"  {dtype} {shape}"
+        lines.append(f"  {path.relative_to(root).as_posix():<24}{path.stat().st_size / 1024:10.1f} KiB{extra}")
+    return "\n".join(lines)
 
 
 def read_split_file(path) -> list[tuple[Path, Path]]:
