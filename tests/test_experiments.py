@@ -59,6 +59,13 @@ def test_run_results_hold_metrics_parameters_memory_and_environment(cache):
     env = pfm["environment"]
     assert env["package_version"] == fwi_teach.__version__ and env["torch_version"] == torch.__version__
     assert env["device"] == "cpu" and "git_commit" in env
+    import subprocess
+    from pathlib import Path
+
+    head = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode == 0:  # a clone: the record names its commit
+        assert env["git_commit"] == head.stdout.strip()
     assert len(pfm["train"]["history"]) == TINY.epochs_pretrain
     for row in pfm["rows"]:
         assert row["n_samples"] == TINY.n_test and row["n_train_samples"] == 2 * TINY.n_train
@@ -123,6 +130,34 @@ def test_second_call_reuses_the_cache_without_training(cache, monkeypatch):
     assert ex.finetune("style-a", "fft", TINY, cache_dir=root, device="cpu") == first
     assert ex.pretrain_pfm(TINY, cache_dir=root, device="cpu")["rows"] == _results(root, "pfm-s0")["rows"]
     assert ex.evaluation_matrix(TINY, cache_dir=root, device="cpu", progress=False)["rows"]
+
+
+def test_a_damaged_cached_model_names_its_fix_and_force_retrains_it(cache, tmp_path, capsys, monkeypatch):
+    import re
+    import shutil
+
+    from fwi_teach.runtime import CorruptFileError
+
+    root, _ = cache
+    copy = tmp_path / "cache"
+    shutil.copytree(root, copy)
+    folder = copy / "tiny" / "models" / "baseline-style-a-s0"
+    assert (folder / artifacts.CHECKSUMS_FILE).is_file()
+    data = bytearray((folder / "model.pt").read_bytes())
+    data[-200] ^= 0xFF  # one flipped byte: torch may still read it, the checksum does not match
+    (folder / "model.pt").write_bytes(bytes(data))
+    advice = "fwi-teach baseline style-a --profile tiny --seed 0 --force"
+    with pytest.raises(CorruptFileError, match=rf"model\.pt is damaged: its checksum differs.*{re.escape(advice)}"):
+        artifacts.load_model("baseline:style-a", TINY, copy)
+    (folder / "model.pt").write_bytes(b"")  # and an empty file
+    with pytest.raises(CorruptFileError, match=re.escape(advice)):
+        artifacts.load_model("baseline:style-a", TINY, copy)
+    # the advice, followed, works: the run is trained again (same weights on CPU) and loads
+    monkeypatch.setitem(PROFILES, "tiny", TINY)
+    assert main(advice.split()[1:] + ["--cache-dir", str(copy), "--device", "cpu", "--no-progress"]) == 0
+    again = _results(copy, "baseline-style-a-s0")
+    assert again["rows"][0]["mae"] == _results(root, "baseline-style-a-s0")["rows"][0]["mae"]
+    assert artifacts.load_model("baseline:style-a", TINY, copy) is not None
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(cache, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 
 import fwi_teach.data.generate as gen
 from fwi_teach.data import OpenFWIDataset, generate_dataset, plan_files, velocity_models
-from fwi_teach.data.layout import TEMP_SUFFIX
+from fwi_teach.runtime import TEMP_SUFFIX
 from fwi_teach.physics import Acquisition, simulate
 
 TINY = Acquisition(source_locations=((1, 0), (1, 69)), receiver_locations=tuple((1, c) for c in range(70)), nt=100)

@@ -17,12 +17,10 @@ under other settings is an error rather than a silent reuse of stale numbers.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import io
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -33,13 +31,14 @@ import torch
 from torch.utils.data import Subset
 
 from ..data import OpenFWIDataset, canonical_family, generate_dataset, subset_indices
-from ..data.layout import atomic_write, atomic_write_bytes
+from ..runtime import CorruptFileError, atomic_write, atomic_write_bytes
 from .profiles import METHODS, get_profile
 from ..runtime import resolve_cache_dir, resolve_device
 
 __all__ = ["cache_root", "profile_dir", "find_family_dir", "family_root", "load_split",
            "run_name", "model_specs", "parse_spec", "network", "lora_settings", "load_model", "environment", "make_record", "write_results",
-           "read_results", "save_model", "print_rows", "RECORD_FORMAT"]
+           "read_results", "save_model", "print_rows", "RECORD_FORMAT", "train_command",
+           "verify_checksums", "forget_run", "CHECKSUMS_FILE"]
 
 RECORD_FORMAT = "fwi_teach.experiment/1"
 
@@ -194,6 +193,10 @@ def load_model(spec, profile, cache_dir=None, seed=0, fraction=1.0):
     ------
     FileNotFoundError
         If the model has not been trained yet; the message names the call that trains it.
+    fwi_teach.runtime.CorruptFileError
+        If its weights are damaged (they differ from the checksum recorded when they were
+        saved, or cannot be read); the message names the file and the command that
+        trains the model again (``--force``).
     """
     from ..training.engine import load_weights
 
@@ -202,73 +205,78 @@ def load_model(spec, profile, cache_dir=None, seed=0, fraction=1.0):
     folder = profile_dir(p, cache_dir) / "models" / run_name(kind, family, fraction, seed)
     weights = folder / ("adapter" if kind == "lora" else "model.pt")
     if not weights.exists():
-        command = {"pfm": "pretrain", "baseline": f"baseline {family}"}.get(kind, f"finetune {family} --method {kind}")
-        raise FileNotFoundError(f"{weights} does not exist: train the model first, e.g. `fwi-teach {command} "
-                                f"--profile {p.name} --seed {seed}" + (f" --fraction {fraction:g}`" if fraction != 1
-                                                                       else "`"))
+        raise FileNotFoundError(f"{weights} does not exist: train the model first, e.g. "
+                                f"`{train_command(kind, family, p, seed, fraction)}`")
     model = network(p)
-    if kind != "lora":
-        return load_weights(model, weights).eval()
-    from ..models import check_adapter
-    from ..models import load_peft_adapter
+    pfm_folder = profile_dir(p, cache_dir) / "models" / run_name("pfm", seed=seed)
+    for run_folder, run_kind, run_family, share in ((folder, kind, family, fraction), (pfm_folder, "pfm", None, 1.0)):
+        advice = f"train it again with `{train_command(run_kind, run_family, p, seed, share)} --force`"
+        verify_checksums(run_folder, advice)
+        try:
+            if run_kind != "lora":
+                load_weights(model, run_folder / "model.pt")
+        except CorruptFileError as err:
+            raise CorruptFileError(f"{err}. To replace it, {advice}") from None
+        if kind != "lora":
+            return model.eval()
+    from ..models import check_adapter, load_peft_adapter
 
-    load_weights(model, profile_dir(p, cache_dir) / "models" / run_name("pfm", seed=seed) / "model.pt")
     check_adapter(model, weights, spec)
     return load_peft_adapter(model, weights).eval()
 
 
-@contextlib.contextmanager
-def run_lock(folder):
-    """Hold ``<folder>.lock`` while one process trains the run in ``folder``.
+def train_command(kind, family, profile, seed=0, fraction=1.0) -> str:
+    """The ``fwi-teach`` command that trains one run of the cache."""
+    p = get_profile(profile)
+    command = {"pfm": "pretrain", "baseline": f"baseline {family}"}.get(kind, f"finetune {family} --method {kind}")
+    return f"fwi-teach {command} --profile {p.name} --seed {seed}" + (f" --fraction {fraction:g}" if fraction != 1
+                                                                      else "")
 
-    A second process that reaches the same run raises RuntimeError instead of writing
-    the same checkpoints at the same time. A lock left by a process that no longer
-    exists (a crash) is taken over.
 
-    Raises
-    ------
-    RuntimeError
-        If a live process holds the lock; the message names its PID and the lock file.
+#: Per run folder: the SHA-256 of each weights file, written by :func:`save_model`.
+CHECKSUMS_FILE = "checksums.json"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksums(folder, advice: str) -> None:
+    """Compare the weights files of a run folder with the checksums :func:`save_model` recorded.
+
+    Folders saved before checksums were recorded are not checked (the loaders still
+    refuse unreadable files). Raises :class:`~fwi_teach.runtime.CorruptFileError` naming the
+    file and ``advice``.
     """
-    lock = Path(folder).with_name(Path(folder).name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            alive = pid > 0 and pid != os.getpid() and _pid_alive(pid)
-            if alive:
-                raise RuntimeError(f"run {Path(folder).name!r} is being trained by process {pid} (lock {lock}); "
-                                   "wait for it to finish, or delete the lock file if that process is gone") from None
-            lock.unlink(missing_ok=True)  # stale: its process has ended
-    else:  # pragma: no cover - another process took the stale lock first
-        raise RuntimeError(f"could not take the lock {lock}; another process is starting the same run")
-    try:
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        yield lock
-    finally:
-        lock.unlink(missing_ok=True)
+    folder = Path(folder)
+    if not (folder / CHECKSUMS_FILE).is_file():
+        return
+    for rel, digest in json.loads((folder / CHECKSUMS_FILE).read_text()).items():
+        path = folder / rel
+        if not path.is_file() or _sha256(path) != digest:
+            state = ("missing" if not path.is_file()
+                     else "damaged: its checksum differs from the one recorded when it was saved")
+            raise CorruptFileError(f"{path} is {state}; {advice}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+def forget_run(pdir, name) -> None:
+    """Delete one run's results and weights from the cache (before it is trained again)."""
+    import shutil
+
+    for suffix in (".json", ".csv"):
+        (Path(pdir) / "results" / f"{name}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(Path(pdir) / "models" / name, ignore_errors=True)
 
 
 @functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]  # fwi_teach/experiments/cache.py -> the repository
     try:
         out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10, check=False)
@@ -372,10 +380,15 @@ def save_model(model, folder, lora=False) -> dict:
     if not lora:
         path = folder / "model.pt"
         _atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
-        return {"model": str(path)}
-    from ..models import save_adapter
+        out = {"model": str(path)}
+    else:
+        from ..models import save_adapter
 
-    return {"adapter": str(save_adapter(model, folder / "adapter"))}
+        out = {"adapter": str(save_adapter(model, folder / "adapter"))}
+    sums = {f.relative_to(folder).as_posix(): _sha256(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.suffix in (".pt", ".safetensors", ".bin") and "checkpoints" not in f.parts}
+    atomic_write_bytes(folder / CHECKSUMS_FILE, (json.dumps(sums, indent=1) + "\n").encode())
+    return out
 
 
 def print_rows(rows, columns=("experiment", "eval_family", "mae", "rmse", "ssim", "trainable_params"),

@@ -51,7 +51,7 @@ def record_benchmark_rates(device: str, **values) -> Path:
     import os
     import platform
 
-    from ..data.layout import atomic_write_bytes
+    from ..runtime import atomic_write_bytes
 
     data = benchmark_rates()
     entry = data.setdefault("cuda" if str(device).startswith("cuda") else "cpu", {})

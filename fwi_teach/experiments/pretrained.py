@@ -42,7 +42,7 @@ def save_reference_pfm(profile="cpu", seed=0, cache_dir=None, path=None) -> Path
     from safetensors.torch import save
 
     from . import cache as art
-    from ..data.layout import atomic_write_bytes
+    from ..runtime import atomic_write_bytes
     from .profiles import get_profile
 
     p = get_profile(profile)

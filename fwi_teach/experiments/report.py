@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.families import family_title
-from ..data.layout import atomic_write_bytes
+from ..runtime import atomic_write_bytes
 from ..evaluation.evidence import VERDICTS
 from .claims import BASELINE_TARGETS
 from .results import ReferenceResults

@@ -231,7 +231,7 @@ def _write_folder(final: Path, ref: ReferenceResults, tables: dict, per_sample: 
     """Write the folder beside its place and rename it in, so a reader never sees half of it."""
     import numpy as np
 
-    from ..data.layout import atomic_write_bytes
+    from ..runtime import atomic_write_bytes
 
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -351,7 +351,7 @@ def refresh_memory(profile="cpu", results_dir=None) -> Path:
     cache: writes ``memory.csv`` / ``.json`` and rewrites ``claims.json`` and
     ``summary.md`` (each file atomically). Returns the folder.
     """
-    from ..data.layout import atomic_write_bytes
+    from ..runtime import atomic_write_bytes
     from ..training.memory import claim_memory_rows
 
     ref = load_reference_results(profile, results_dir)

@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 from . import cache as art
 from ..data import FAMILIES, canonical_family
 from .costs import stage_seconds
+from .lock import run_lock
 from .profiles import LOW_DATA_METHODS, METHODS, get_profile
 from ..runtime import resolve_device
 
@@ -79,19 +80,21 @@ def prepare_data(profile, families=None, cache_dir=None, device="auto", data_dir
 
 
 # ------------------------------------------------------------------------------- training run
-def _run(kind, family, p, cache_dir, seed, device, data_dir, fraction=1.0, progress=True) -> dict:
-    """Train one model unless its results exist; evaluate it on its test set(s); write results."""
+def _run(kind, family, p, cache_dir, seed, device, data_dir, fraction=1.0, progress=True, force=False) -> dict:
+    """Train one model unless its results exist (``force``: again); evaluate it on its test set(s); write results."""
     fraction = float(fraction)
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction={fraction}; expected a share of the training set in (0, 1], e.g. 0.25")
     name = art.run_name(kind, family, fraction, seed)
     pdir = art.profile_dir(p, cache_dir)
-    cached = art.read_results(pdir / "results" / f"{name}.json", p, data_dir)
+    cached = None if force else art.read_results(pdir / "results" / f"{name}.json", p, data_dir)
     if cached is not None:
         return cached
     if kind in METHODS:  # the PFM first (cached after its first run)
         _run("pfm", None, p, cache_dir, seed, device, data_dir, progress=progress)
-    with art.run_lock(pdir / "models" / name):  # one process per run, never two on the same checkpoints
+    with run_lock(pdir / "models" / name):  # one process per run; a second one waits, then reads the results
+        if force:
+            art.forget_run(pdir, name)
         cached = art.read_results(pdir / "results" / f"{name}.json", p, data_dir)  # finished meanwhile?
         return cached if cached is not None else _train(kind, family, p, cache_dir, seed, device, data_dir,
                                                           fraction, progress, name, pdir)
@@ -149,7 +152,7 @@ def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progres
     return record
 
 
-def pretrain_pfm(profile, cache_dir=None, seed=0, device="auto", data_dir=None, progress=True) -> dict:
+def pretrain_pfm(profile, cache_dir=None, seed=0, device="auto", data_dir=None, progress=True, force=False) -> dict:
     """Pretrain the foundation model (PFM) on the profile's pretraining families, concatenated.
 
     Each family keeps its own seismic normalisation bounds. The validation sets of all of
@@ -167,6 +170,9 @@ def pretrain_pfm(profile, cache_dir=None, seed=0, device="auto", data_dir=None, 
     data_dir : path, optional
         Real OpenFWI data, one sub-folder per family; default: generated data.
     progress : bool
+    force : bool, default False
+        Train again even if the run is cached (its weights and results are replaced),
+        for example after :class:`~fwi_teach.runtime.CorruptFileError`.
 
     Returns
     -------
@@ -176,22 +182,22 @@ def pretrain_pfm(profile, cache_dir=None, seed=0, device="auto", data_dir=None, 
         parameters, peak memory, wall time ...), ``train`` (the :class:`TrainResult`),
         ``artifacts``, ``environment``, ``profile``, ``seed``.
     """
-    return _run("pfm", None, get_profile(profile), cache_dir, seed, device, data_dir, progress=progress)
+    return _run("pfm", None, get_profile(profile), cache_dir, seed, device, data_dir, progress=progress, force=force)
 
 
 def train_baseline(family, profile, cache_dir=None, seed=0, device="auto", data_dir=None, fraction=1.0,
-                   progress=True) -> dict:
+                   progress=True, force=False) -> dict:
     """Train a task-specific InversionNet from scratch on ``family`` (or a ``fraction`` of its training set).
 
     Parameters and return value as :func:`pretrain_pfm`. Raises ValueError for an
     unknown family or a fraction outside (0, 1].
     """
     return _run("baseline", canonical_family(family), get_profile(profile), cache_dir, seed, device, data_dir,
-                fraction, progress)
+                fraction, progress, force)
 
 
 def finetune(family, method="lora", profile="smoke", cache_dir=None, seed=0, device="auto", data_dir=None,
-             fraction=1.0, progress=True) -> dict:
+             fraction=1.0, progress=True, force=False) -> dict:
     """Fine-tune the PFM on ``family``: ``method="fft"`` (all weights) or ``"lora"`` (adapters only).
 
     Pretrains the PFM first if it is not cached. Other parameters and the return value as
@@ -200,7 +206,7 @@ def finetune(family, method="lora", profile="smoke", cache_dir=None, seed=0, dev
     if method not in METHODS:
         raise ValueError(f"method={method!r}; expected one of {METHODS}")
     return _run(method, canonical_family(family), get_profile(profile), cache_dir, seed, device, data_dir,
-                fraction, progress)
+                fraction, progress, force)
 
 
 def train_spec(spec, profile, **kwargs) -> dict:

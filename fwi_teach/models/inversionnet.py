@@ -38,12 +38,13 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import pickle
 from collections import OrderedDict
 from typing import Mapping, Sequence
 
 import torch
 from torch import nn
+
+from ..runtime import load_tensors
 
 __all__ = [
     "ConvBlock",
@@ -358,12 +359,8 @@ def load_openfwi_checkpoint(model: nn.Module, path: str | os.PathLike, strict: b
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist; download the OpenFWI InversionNet "
                                 f"checkpoint by hand and pass its path")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace, collections.Counter]):
-            obj = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"{path!r} holds Python objects that safe loading refuses ({str(err).splitlines()[0]}); "
-                         f"if you trust the file, pass weights_only=False") from err
+    with torch.serialization.safe_globals([argparse.Namespace, collections.Counter]):
+        obj = load_tensors(path, fix="download the checkpoint again", weights_only=weights_only)
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(torch.is_tensor(v) for v in obj.values()):

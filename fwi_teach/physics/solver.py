@@ -50,6 +50,8 @@ FWI of a 70 x 70 model fits on a laptop (see :func:`fwi_teach.physics.inversion.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -165,14 +167,25 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
     acq = acquisition if acquisition is not None else Acquisition.openfwi()
     if boundary not in BOUNDARIES:
         raise ValueError(f"unknown boundary {boundary!r}; choose one of {sorted(BOUNDARIES)}")
+    if device is not None:
+        from ..runtime import resolve_device
+
+        device = resolve_device(device)
     v, from_numpy, _ = _as_velocity_tensor(velocity_mps, device)
     nmod, nz, nx = v.shape
+    if nmod == 0:
+        raise ValueError(f"velocity holds no models (shape {tuple(v.shape)}); pass at least one")
     acq.check_grid(nz, nx)
     _check_velocity(v, acq)
     wav = torch.as_tensor(np.asarray(acq.wavelet() if wavelet is None else wavelet, dtype=np.float32)
                           if not isinstance(wavelet, torch.Tensor) else wavelet, device=v.device, dtype=v.dtype)
     if wav.shape != (acq.nt,):
         raise ValueError(f"wavelet has shape {tuple(wav.shape)}; expected ({acq.nt},) to match acquisition.nt")
+    if not bool(torch.isfinite(wav.detach()).all()):
+        raise ValueError("wavelet contains NaN or infinite values; pass a finite source time function")
+    if boundary_velocity_mps is not None and not (math.isfinite(boundary_velocity_mps) and boundary_velocity_mps > 0):
+        raise ValueError(f"boundary_velocity_mps={boundary_velocity_mps!r}; expected a positive velocity in m/s, "
+                         "or None for each model's own")
     if batch_size is not None and int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     needs_grad = torch.is_grad_enabled() and (v.requires_grad or wav.requires_grad)

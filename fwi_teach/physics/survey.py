@@ -40,8 +40,8 @@ def ricker(freq_hz: float, dt_s: float, nt: int) -> np.ndarray:
     ValueError
         If a parameter is not positive.
     """
-    if not (freq_hz > 0 and dt_s > 0):
-        raise ValueError(f"ricker needs freq_hz > 0 and dt_s > 0, got freq_hz={freq_hz}, dt_s={dt_s}")
+    if not (math.isfinite(freq_hz) and math.isfinite(dt_s) and freq_hz > 0 and dt_s > 0):
+        raise ValueError(f"ricker needs finite freq_hz > 0 and dt_s > 0, got freq_hz={freq_hz}, dt_s={dt_s}")
     if int(nt) < 1:
         raise ValueError(f"ricker needs nt >= 1, got nt={nt}")
     nw = 2 * int(math.floor((2.2 / freq_hz / dt_s) / 2)) + 1
@@ -90,9 +90,9 @@ class Acquisition:
             if not locs or any(len(loc) != 2 for loc in locs):
                 raise ValueError(f"{name} must be a non-empty sequence of (row, column) pairs, got {getattr(self, name)!r}")
             object.__setattr__(self, name, locs)
-        if int(self.nt) < 1 or not (self.dt_s > 0 and self.dx_m > 0 and self.freq_hz > 0):
+        if int(self.nt) < 1 or not all(math.isfinite(x) and x > 0 for x in (self.dt_s, self.dx_m, self.freq_hz)):
             raise ValueError(
-                f"Acquisition needs nt >= 1 and positive dt_s, dx_m, freq_hz; got nt={self.nt}, "
+                f"Acquisition needs nt >= 1 and positive, finite dt_s, dx_m, freq_hz; got nt={self.nt}, "
                 f"dt_s={self.dt_s}, dx_m={self.dx_m}, freq_hz={self.freq_hz}"
             )
 

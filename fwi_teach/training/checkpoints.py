@@ -1,7 +1,10 @@
 """Checkpoints of :func:`~fwi_teach.training.fit`: their contents, atomic writes, seeding and resuming.
 
 ``last.pt`` holds the model, optimiser, gradient scaler, RNG states, history and
-settings after every epoch; ``best.pt`` the weights of the best validation epoch.
+settings after every epoch; ``best.pt`` the weights of the best validation epoch with
+its ``epoch`` and optimiser ``step``, the keys OpenFWI's own ``test.py`` reads (so its
+evaluation runs our models). A damaged or foreign file raises
+:class:`~fwi_teach.runtime.CorruptFileError` naming the file and what to do.
 Both are written to a temporary file beside their place and renamed, and read
 with ``weights_only=True`` (no pickled code runs). A run resumes only with the
 settings it was written with; anything else stops with a message naming the fix.
@@ -18,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.layout import atomic_write
+from ..runtime import atomic_write
+from ..runtime import load_tensors
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -64,7 +68,7 @@ def _cpu_state(model: nn.Module) -> dict:
 
 def _resume_state(path: Path, cfg: TrainConfig, model: nn.Module, ctx) -> dict:
     """Load ``last.pt`` into ``model`` after checking it belongs to this run; return the checkpoint."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path, fix="delete it (the run then starts over) or pass resume=False")
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a checkpoint written by fwi_teach.training.fit; remove it or pass "
                          f"resume=False to start over")
@@ -116,7 +120,8 @@ def _restore_run(state: dict | None, optimizer, scaler, best_path: Path | None, 
     best_val = math.inf if state["best_val_loss"] is None else state["best_val_loss"]
     best_state = None
     if keep_best and best_path.exists():
-        best_state = torch.load(best_path, map_location="cpu", weights_only=True)["model"]
+        best_state = load_tensors(best_path, fix="delete it and last.pt (the run then starts over) or pass "
+                                              "resume=False")["model"]
     _set_rng_state(state["rng"])
     return list(state["history"]), int(state["epoch"]), best_val, state["best_epoch"], best_state
 
@@ -125,8 +130,10 @@ def _checkpoints(model: nn.Module, optimizer, scaler, cfg: TrainConfig, ctx, his
                  best_val: float, improved: bool):
     """Contents of ``best.pt`` (None unless ``improved``) and ``last.pt`` after the epoch ``history[-1]``."""
     epoch, weights = history[-1]["epoch"], model.state_dict()
-    best = {"format": _FORMAT, "epoch": epoch, "model": weights, "metrics": history[-1]} if improved else None
-    last = {"format": _FORMAT, "epoch": epoch, "model": weights,
+    step = sum(int(h.get("steps") or 0) for h in history)  # optimiser steps so far: OpenFWI's test.py prints it
+    best = ({"format": _FORMAT, "epoch": epoch, "step": step, "model": weights, "metrics": history[-1]}
+            if improved else None)
+    last = {"format": _FORMAT, "epoch": epoch, "step": step, "model": weights,
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "rng": _rng_state(), "history": history, "best_epoch": best_epoch,
             "best_val_loss": None if best_val == math.inf else best_val,

@@ -1,9 +1,10 @@
 """Training settings: :class:`TrainConfig` (what :func:`~fwi_teach.training.fit` does), the learning-rate
 schedule and :class:`TrainResult` (what it measured).
 
-Defaults follow OpenFWI's InversionNet recipe: AdamW, learning rate 1e-4, weight
-decay 1e-4, batch 256, 120 epochs, constant learning rate, L1 loss on the
-normalised velocity. Every field is validated when the config is made and again
+Defaults follow the recipe behind OpenFWI's published InversionNet results: AdamW,
+learning rate 1e-4, weight decay 1e-4, batch 256, 120 epochs, constant learning rate,
+L1 loss on the normalised velocity (the command in OpenFWI's README; its ``train.py``
+itself defaults to L1 + L2, ``loss="l1+l2"`` here). Every field is validated when the config is made and again
 when :func:`~fwi_teach.training.fit` starts.
 """
 from __future__ import annotations
@@ -138,7 +139,8 @@ class TrainConfig:
         if not (isinstance(self.weight_decay, numbers.Real) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay={self.weight_decay!r}; expected a number >= 0 such as 1e-4")
         if self.loss not in LOSSES:
-            raise ValueError(f"loss={self.loss!r}; expected one of {LOSSES} ('l1' is OpenFWI's default)")
+            raise ValueError(f"loss={self.loss!r}; expected one of {LOSSES} ('l1' is what OpenFWI's published "
+                             "results used)")
         if self.amp is True:
             self.amp = "auto"
         elif self.amp is False:

@@ -1,10 +1,11 @@
 """Training engine: ``fit``, ``evaluate`` and ``predict`` for velocity-map regression.
 
-Defaults follow OpenFWI's InversionNet recipe: AdamW, learning rate 1e-4,
-weight decay 1e-4, constant learning rate, L1 loss on the normalised velocity
-(``"l1+l2"`` adds the mean squared error). Only parameters with
+Defaults (:class:`~fwi_teach.training.config.TrainConfig`) follow the recipe behind
+OpenFWI's published InversionNet results: AdamW, learning rate 1e-4, weight decay 1e-4,
+constant learning rate, L1 loss on the normalised velocity (``"l1+l2"`` adds the mean
+squared error, as OpenFWI's ``train.py`` does by default). Only parameters with
 ``requires_grad=True`` are optimised, so a model prepared with
-:func:`fwi_teach.models.lora.apply_lora` trains its adapters only (its frozen BatchNorm
+:func:`fwi_teach.models.apply_lora` trains its adapters only (its frozen BatchNorm
 layers stay in eval mode under ``model.train()``).
 
 What :func:`fit` takes care of
@@ -54,7 +55,6 @@ import functools
 import math
 import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
+from ..runtime import load_tensors
 from . import distributed as dist_utils
 from .config import TrainConfig, TrainResult, _check_int, learning_rate
 from .checkpoints import (_atomic_save, _checkpoints, _cpu_state, _open_checkpoint_dir, _restore_run,
@@ -79,8 +80,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    fwi_teach.runtime.CorruptFileError
+        If the file is damaged or was not written by :func:`fit` / ``torch.save``.
     """
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    state = load_tensors(path, fix="delete it and train the model again")
     model.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
     return model
 
