@@ -288,6 +288,9 @@ def main(argv=None) -> None:
           f"{r['mm_bf16']:.0f} (bf16) GFLOP/s on the same threads: fit at {rate_fit * flops_step / 1e9 / r['mm_fp32']:.0%} "
           f"of the float32 matmul rate, fit bf16 at {rate_bf16 * flops_step / 1e9 / r['mm_bf16']:.0%} of the bf16 one")
     recorded = {f"{r['width']:g}x{r['input_length']}": 1.0 / rate_fit}
+    figures = {"fit_samples_per_s": rate_fit, "plain_samples_per_s": rate_plain, "fit_bf16_samples_per_s": rate_bf16,
+               "gflop_per_sample": flops_step / 1e9, "mm_fp32_GFLOPs": r["mm_fp32"], "width": r["width"],
+               "input_length": r["input_length"], "batch": r["batch"]}
     print()
     print(f"Seconds per training step, methods interleaved in one process; torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads; {_load()}")
@@ -343,8 +346,11 @@ def main(argv=None) -> None:
     if args.record:
         from fwi_teach.experiments.costs import record_benchmark_rates
 
-        path = record_benchmark_rates(devices[0], train_s_per_sample=recorded)
-        print(f"\nrecorded training seconds per sample {recorded} in {path} (the cost model's constants)")
+        from fwi_teach.experiments.report import update_performance_block
+
+        path = record_benchmark_rates(devices[0], train_s_per_sample=recorded, training=figures)
+        print(f"\nrecorded training seconds per sample {recorded} and the throughput figures in {path}; README "
+              f"performance section {'updated' if update_performance_block() else 'already up to date'}")
     print(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s; {_load()}")
 
 

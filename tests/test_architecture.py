@@ -209,3 +209,27 @@ def test_every_dotted_reference_in_the_docs_resolves():
             if not ref.endswith(".json") and not _resolves(ref):  # (fwi_teach.json is a manifest's file name)
                 stale.add(f"{path.relative_to(root)}: {ref}")
     assert not stale, "references to names that do not exist:\n" + "\n".join(sorted(stale))
+
+
+def test_every_import_from_the_package_in_chapters_tests_and_benchmarks_resolves():
+    """``from fwi_teach.x import name`` in a chapter, test or benchmark names something that exists."""
+    import importlib
+    import json
+
+    root = PACKAGE.parent
+    sources = [(p, p.read_text(encoding="utf-8")) for p in [*(root / "tests").glob("*.py"),
+                                                          *(root / "benchmarks").glob("*.py")]]
+    for nb in (root / "book").glob("*.ipynb"):
+        for cell in json.loads(nb.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                code = "".join(cell["source"])
+                sources.append((nb, "\n".join(line for line in code.splitlines()
+                                              if not line.lstrip().startswith(("!", "%")))))
+    missing = set()
+    for path, code in sources:
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "fwi_teach":
+                module = importlib.import_module(node.module)
+                missing.update(f"{path.name}: from {node.module} import {a.name}" for a in node.names
+                               if not hasattr(module, a.name) and not _resolves(f"{node.module}.{a.name}"))
+    assert not missing, "imports of names that do not exist:\n" + "\n".join(sorted(missing))

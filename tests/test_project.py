@@ -169,3 +169,23 @@ def test_readme_package_example_runs(tmp_path, monkeypatch):
     assert scope["records"].shape == (4, 5, 1000, 70)
     assert tuple(scope["seismic"].shape) == (5, 1000, 70) and tuple(scope["velocity"].shape) == (1, 70, 70)
     assert (tmp_path / "data" / "flatvel-a").is_dir()
+
+
+def test_readme_performance_figures_are_the_recorded_ones(tmp_path):
+    """The README's performance list is written from benchmark_rates.json, never by hand."""
+    from fwi_teach.experiments.report import (PERFORMANCE_END, PERFORMANCE_START, performance_block,
+                                              update_performance_block)
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = PERFORMANCE_START + readme.split(PERFORMANCE_START, 1)[1].split(PERFORMANCE_END, 1)[0] + PERFORMANCE_END
+    assert block == performance_block(), "run `python benchmarks/forward.py --record` / training.py --record"
+    fake = {"cpu": {"recorded": {"forward": {"date": "2026-01-01", "machine": "x"}},
+                    "forward": {"samples_per_s": {"default": 30.0, "eager": 8.0}, "deepwave_samples_per_s": 12.0,
+                                "vs_deepwave": 2.5, "generation_min_per_2000": 1.5, "generation_measured": True,
+                                "boundary_error": {"thin": 0.025, "openfwi": 0.001}}}}
+    text = performance_block(fake)
+    assert "30.0 samples/s" in text and "2.50x deepwave's 12.0" in text and "1.5 min (measured" in text
+    copy = tmp_path / "README.md"
+    copy.write_text(f"# x\n\n{PERFORMANCE_START}\nold\n{PERFORMANCE_END}\n")
+    assert update_performance_block(copy) and not update_performance_block(copy)
+    assert performance_block() in copy.read_text()
