@@ -251,6 +251,8 @@ def build_book(profile=None, cache_dir=None, chapters=None, path_output=None, sk
                timeout_s=DEFAULT_TIMEOUT_S, seed=0, device="auto", data_dir="", root=None):
     """Execute the chapters (unless ``skip_execute``) and build the HTML book.
 
+    Other parameters are those of :func:`execute_chapters`.
+
     Parameters
     ----------
     path_output : str or Path or None, optional
@@ -259,7 +261,6 @@ def build_book(profile=None, cache_dir=None, chapters=None, path_output=None, sk
     skip_execute : bool, optional
         Render the notebooks executed earlier in the staging tree (committed, output-free
         copies for chapters never executed).
-    Other parameters are those of :func:`execute_chapters`.
 
     Returns
     -------

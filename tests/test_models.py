@@ -25,7 +25,7 @@ def test_full_size_parameter_count_matches_openfwi():
 
 
 def test_docstring_parameter_table_is_computed():
-    rows = re.findall(r"^(1\.0|0\.5|0\.25)\s+([\d,]+)\s+([\d,]+)\s*$", models.__doc__, flags=re.M)
+    rows = re.findall(r"^(1\.0|0\.5|0\.25)\s+([\d,]+)\s+([\d,]+)\s*$", models.inversionnet.__doc__, flags=re.M)
     assert len(rows) == 3
     for width, n1000, n250 in rows:
         for length, documented in ((1000, n1000), (250, n250)):

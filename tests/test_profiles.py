@@ -127,7 +127,7 @@ def test_cost_model_reads_the_recorded_benchmark_rates(tmp_path, monkeypatch):
                        "train_s_per_sample": {k: 2 * v for k, v in real["cpu"]["train_s_per_sample"].items()}}}
     fake = tmp_path / "rates.json"
     fake.write_text(json.dumps(doubled))
-    monkeypatch.setattr(profiles, "RATES_FILE", fake)
+    monkeypatch.setattr(costs, "RATES_FILE", fake)
     # every throughput doubled: the estimate doubles, less the per-run overhead that is not a throughput
     runs = costs.chain_workload("cpu")["runs"] * costs._RUN_OVERHEAD_S["cpu"] / 60
     assert estimate_minutes("cpu", "cpu") == pytest.approx(2 * base - runs, rel=1e-9)

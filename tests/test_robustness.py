@@ -166,9 +166,9 @@ def test_damaged_checkpoint_of_fit_is_reported(tmp_path):
 
     x, y = torch.randn(4, 5, 100, 70), torch.rand(4, 1, 70, 70) * 2 - 1
     data = torch.utils.data.TensorDataset(x, y)
-    cfg = dict(epochs=1, batch_size=2, device="cpu", progress=False, checkpoint_dir=tmp_path)
+    cfg = dict(batch_size=2, device="cpu", progress=False, checkpoint_dir=tmp_path)
     net = InversionNet(width_multiplier=0.125, input_length=100)
-    fit(net, data, data, TrainConfig(**cfg))
+    fit(net, data, data, TrainConfig(epochs=1, **cfg))
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["epoch"] == 1 and best["step"] == 2 and set(net.state_dict()) == set(best["model"])  # OpenFWI's keys
     (tmp_path / "last.pt").write_bytes(b"")

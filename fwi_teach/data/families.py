@@ -152,6 +152,8 @@ def family_title(name: str) -> str:
 
     Names that are not a family's (such as ``"mean-map"``) come back unchanged.
     """
+    if name not in FAMILIES:
+        return name
     kind, _, letter = name.rpartition("-")
     for low, title in (("flatvel", "FlatVel"), ("curvevel", "CurveVel"), ("flatfault", "FlatFault"),
                        ("curvefault", "CurveFault"), ("style", "Style")):

@@ -18,22 +18,22 @@ beat the mean map on families it was not trained on, and both models start from 
 
 The comparisons, stated once here so that a reader can change them:
 
-1. The PFM against each pretraining family's task-specific baseline, by SSIM and MAE.
-2. FFT-PFM against each target's baseline, by SSIM and MAE.
-3. LoRA-PFM at most :data:`SSIM_MARGIN` SSIM below FFT-PFM on each target (the CI of the
-   difference above ``-margin``); training at most :data:`MAX_TRAINABLE_SHARE` of the
-   weights; less training memory per step (tensor account of
-   :func:`fwi_teach.training.memory.claim_memory_rows` at the profile's batch; full width at batch
-   256 is stated beside it).
-4a. Out of distribution: LoRA-PFM against FFT-PFM of each target, by SSIM and MAE, pooled
-    over the families that are neither pretraining families nor that target.
-4b. Retention: the same on the pretraining families (what fine-tuning forgets).
-    Both list the zero-shot PFM beside them (not counted).
-5. At each small share (:data:`SMALL_SHARES`), FFT-PFM and LoRA-PFM each against scratch
-   by SSIM and MAE, pooled over the low-data families; and "most clearly": the SSIM gain
-   over scratch averaged over the small shares minus the gain with all of the data.
-   Listed, not counted: each fine-tuned model against the zero-shot PFM at every share
-   (the gain of fine-tuning) and the zero-shot PFM against scratch (the gain of pretraining).
+- 1: the PFM against each pretraining family's task-specific baseline, by SSIM and MAE.
+- 2: FFT-PFM against each target's baseline, by SSIM and MAE.
+- 3: LoRA-PFM at most :data:`SSIM_MARGIN` SSIM below FFT-PFM on each target (the CI of the
+  difference above ``-margin``); training at most :data:`MAX_TRAINABLE_SHARE` of the
+  weights; less training memory per step (tensor account of
+  :func:`fwi_teach.training.memory.claim_memory_rows` at the profile's batch; full width at batch
+  256 is stated beside it).
+- 4a: out of distribution: LoRA-PFM against FFT-PFM of each target, by SSIM and MAE, pooled
+  over the families that are neither pretraining families nor that target.
+- 4b: retention: the same on the pretraining families (what fine-tuning forgets).
+  Both list the zero-shot PFM beside them (not counted).
+- 5: at each small share (:data:`SMALL_SHARES`), FFT-PFM and LoRA-PFM each against scratch
+  by SSIM and MAE, pooled over the low-data families; and "most clearly": the SSIM gain
+  over scratch averaged over the small shares minus the gain with all of the data.
+  Listed, not counted: each fine-tuned model against the zero-shot PFM at every share
+  (the gain of fine-tuning) and the zero-shot PFM against scratch (the gain of pretraining).
 """
 
 from __future__ import annotations

@@ -374,6 +374,7 @@ def reproduce(profile="cpu", results_dir=None, cache_dir=None, seeds=(0,), devic
     call, or a call split over several sessions, continues where it stopped. Seeds run
     one after the other on the same data; each seed is exported (merged into the
     folder) as soon as it finishes, so a long call that stops keeps its finished seeds.
+    Other parameters as :func:`export_results` and :func:`fwi_teach.experiments.run_chain`.
 
     Parameters
     ----------
@@ -382,7 +383,6 @@ def reproduce(profile="cpu", results_dir=None, cache_dir=None, seeds=(0,), devic
     merge : bool, default True
         Merge into an existing folder of the same profile and settings (see
         :func:`export_results`).
-    Other parameters as :func:`export_results` and :func:`fwi_teach.experiments.run_chain`.
 
     Returns
     -------

@@ -232,7 +232,7 @@ def evaluation_matrix(profile, models=None, families=None, cache_dir=None, seed=
 
     Models that are not trained yet are trained first (each one cached). Evaluations
     already in ``results/matrix-s<seed>.json`` are reused, so an interrupted matrix resumes
-    and a second call computes nothing.
+    and a second call computes nothing. Other parameters as :func:`pretrain_pfm`.
 
     Parameters
     ----------
@@ -241,7 +241,6 @@ def evaluation_matrix(profile, models=None, families=None, cache_dir=None, seed=
         fine-tuning family.
     families : list of str, optional
         Test sets; default all ten families.
-    Other parameters as :func:`pretrain_pfm`.
 
     Returns
     -------
@@ -295,6 +294,10 @@ def low_data_sweep(profile, families=None, fractions=None, methods=LOW_DATA_METH
                    device="auto", data_dir=None, progress=True) -> dict:
     """Train with shares of each family's training set and test on its test set (the paper's Fig. 5).
 
+    Other parameters as :func:`pretrain_pfm`. Runs at fraction 1.0 are the baseline and
+    fine-tuning runs themselves (shared cache entries). Every run uses the profile's
+    epochs, so a smaller share also means fewer optimisation steps.
+
     Parameters
     ----------
     families : list of str, optional
@@ -304,9 +307,6 @@ def low_data_sweep(profile, families=None, fractions=None, methods=LOW_DATA_METH
         nested and the same for every method.
     methods : list of str
         Any of ``"scratch"`` (task-specific baseline), ``"fft"``, ``"lora"``.
-    Other parameters as :func:`pretrain_pfm`. Runs at fraction 1.0 are the baseline and
-    fine-tuning runs themselves (shared cache entries). Every run uses the profile's
-    epochs, so a smaller share also means fewer optimisation steps.
 
     Returns
     -------

@@ -294,7 +294,8 @@ def layer_table(net: "InversionNet") -> list[tuple]:
     was_training = net.training
     try:
         with torch.no_grad():
-            net.eval()(torch.zeros(1, net.in_channels, net.input_length, net.n_receivers, device="meta"))
+            device = next(net.parameters()).device  # "meta" costs nothing; a real network runs one sample
+            net.eval()(torch.zeros(1, net.in_channels, net.input_length, net.n_receivers, device=device))
     finally:
         for h in hooks:
             h.remove()

@@ -92,7 +92,7 @@ class Acquisition:
             object.__setattr__(self, name, locs)
         if int(self.nt) < 1 or not all(math.isfinite(x) and x > 0 for x in (self.dt_s, self.dx_m, self.freq_hz)):
             raise ValueError(
-                f"Acquisition needs nt >= 1 and positive, finite dt_s, dx_m, freq_hz; got nt={self.nt}, "
+                f"Acquisition needs nt >= 1 and positive dt_s, dx_m, freq_hz (finite numbers); got nt={self.nt}, "
                 f"dt_s={self.dt_s}, dx_m={self.dx_m}, freq_hz={self.freq_hz}"
             )
 

@@ -96,7 +96,7 @@ def plot_shot_gather(seis, ax=None, dt_s=1e-3, title=None, clip_percentile=99, r
     title : str, optional
         Axes title.
     clip_percentile : float, default 99
-        Colour limits are +-(this percentile of |seis|); strong direct waves saturate so
+        Colour limits are +- this percentile of ``abs(seis)``; strong direct waves saturate so
         weaker reflections stay visible.
     receiver_spacing_m : float, default 10.0
         Receiver spacing in metres.
@@ -221,7 +221,7 @@ def plot_velocity_comparison(true, predicted_dict, dx_m=10.0, titles=None, diff_
     titles : sequence of str, optional
         One label per row (e.g. sample ids), written on the left.
     diff_limit_mps : float, optional
-        Symmetric colour limit of the difference panels (default: largest |difference|).
+        Symmetric colour limit of the difference panels (default: the largest absolute difference).
 
     Returns
     -------
