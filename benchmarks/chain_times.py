@@ -15,7 +15,7 @@ import argparse
 
 
 def main(argv=None) -> int:
-    from fwi_teach.reproduce import load_reference_results
+    from fwi_teach.experiments.results import load_reference_results
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="cpu")

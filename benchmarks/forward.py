@@ -21,7 +21,7 @@ Usage::
     python benchmarks/forward.py            # full run (about 10 minutes on 2 CPU cores)
     python benchmarks/forward.py --quick    # fewer models; generation time extrapolated
     python benchmarks/forward.py --device cuda
-    python benchmarks/forward.py --record   # also write the rate into fwi_teach/benchmark_rates.json
+    python benchmarks/forward.py --record   # also write the rate into fwi_teach/experiments/benchmark_rates.json
 
 deepwave is a test/benchmark dependency only (``pip install -e ".[test]"``).
 """
@@ -66,17 +66,17 @@ def _engine(name: str):
     """Force one engine of ``simulate`` for the calls inside the context: "default", "torch.compile" or "eager"."""
     import contextlib
 
-    from fwi_teach import physics
+    from fwi_teach.physics import engines
 
     @contextlib.contextmanager
     def ctx():
-        saved = physics._native_ok
+        saved = engines.native_ok
         if name == "torch.compile":
-            physics._native_ok = lambda v: False
+            engines.native_ok = lambda v: False
         try:
             yield {"eager": False}.get(name, None)
         finally:
-            physics._native_ok = saved
+            engines.native_ok = saved
     return ctx()
 
 
@@ -93,8 +93,8 @@ def _copy_bandwidth(n_bytes: int, repeats: int) -> float:
     return 2 * n_bytes / best
 
 
-def throughput(models: np.ndarray, device, n_openfwi: int) -> None:
-    from fwi_teach.physics import BOUNDARIES, _HALO, simulation_engine
+def throughput(models: np.ndarray, device, n_openfwi: int) -> dict:
+    from fwi_teach.physics import BOUNDARIES, HALO, simulation_engine
 
     acq = Acquisition.openfwi()
     n = models.shape[0]
@@ -131,7 +131,7 @@ def throughput(models: np.ndarray, device, n_openfwi: int) -> None:
         print(f"thin boundary on GPU: {per_min:.0f} samples per minute (target >= 5000: "
               f"{'PASS' if per_min >= 5000 else 'FAIL'})")
     # how close to the machine: bytes a time step must move per cell (read p, p-, a, b, r; write p+)
-    cells = (70 + 2 * BOUNDARIES["thin"] + 2 * _HALO) ** 2
+    cells = (70 + 2 * BOUNDARIES["thin"] + 2 * HALO) ** 2
     moved = rates["default"] * acq.n_shots * acq.nt * cells * 6 * 4
     if device.type == "cpu":
         dram = _copy_bandwidth(512 * 2**20, 5)
@@ -154,9 +154,14 @@ def throughput(models: np.ndarray, device, n_openfwi: int) -> None:
         print(f"waveform check vs deepwave: fitted scale {scale:.3g}, relative L2 difference {rel:.3f}")
     rel_b = np.linalg.norm(thin[:n_openfwi] - ofwi) / np.linalg.norm(ofwi)
     print(f"thin vs openfwi records: relative L2 difference {rel_b:.4f}")
+    out = {"samples_per_s": {k: float(v) for k, v in rates.items()}, "deepwave_samples_per_s": float(rate_dw),
+           "vs_deepwave": float(ratio), "models": int(n)}
+    if device.type == "cpu":
+        out.update(stencil_GBps=moved / 1e9, copy_GBps=dram / 1e9, cache_copy_GBps=cache / 1e9)
+    return out
 
 
-def boundary_accuracy() -> None:
+def boundary_accuracy() -> dict:
     print("\n== 2. absorbing boundaries against a reflection-free reference (layered model) ==")
     v = np.full((70, 70), 1500.0, np.float32)
     for z, val in ((15, 2000), (30, 2600), (45, 3300), (58, 4200)):
@@ -166,9 +171,12 @@ def boundary_accuracy() -> None:
     big = Acquisition(tuple((r + pad, c + pad) for r, c in acq.source_locations),
                       tuple((r + pad, c + pad) for r, c in acq.receiver_locations))
     ref = simulate(np.pad(v, pad, mode="edge"), big)
+    out = {}
     for boundary in ("openfwi", "thin"):
         d = simulate(v, acq, boundary=boundary)
-        print(f"{boundary:>8}: relative L2 difference from the reference {np.linalg.norm(d - ref) / np.linalg.norm(ref):.4f}")
+        out[boundary] = float(np.linalg.norm(d - ref) / np.linalg.norm(ref))
+        print(f"{boundary:>8}: relative L2 difference from the reference {out[boundary]:.4f}")
+    return out
 
 
 def data_range(n_per_family: int, device) -> None:
@@ -181,7 +189,7 @@ def data_range(n_per_family: int, device) -> None:
         print(f"{fam:<14}{d.min():9.2f}{lo:10.2f}{d.max():9.2f}{hi:10.2f}   {'yes' if ok else 'NO'}")
 
 
-def generation_time(n: int, device, target_n: int = 2000, target_s: float = 180.0, record: bool = False) -> None:
+def generation_time(n: int, device, target_n: int = 2000, target_s: float = 180.0, record: bool = False) -> dict:
     print(f"\n== 4. generating a set of one family on disk (thin boundary, {n} samples, default engine) ==")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -191,11 +199,12 @@ def generation_time(n: int, device, target_n: int = 2000, target_s: float = 180.
     est = dt * target_n / n
     label = "measured" if n == target_n else f"extrapolated from {n}"
     if record:
-        from fwi_teach.profiles import record_benchmark_rates
+        from fwi_teach.experiments.costs import record_benchmark_rates
 
         print(f"recorded {dt / n:.4f} s per sample in {record_benchmark_rates(device.type, sim_s_per_sample=dt / n)}")
     print(f"{n} samples in {dt:.1f} s ({n / dt:.1f} samples/s); {target_n} samples: {est / 60:.2f} min ({label}); "
           f"target < {target_s / 60:.0f} min: {'PASS' if est < target_s else 'FAIL'}")
+    return {"generation_samples": n, "generation_min_per_2000": est / 60, "generation_measured": n == target_n}
 
 
 def main() -> None:
@@ -203,7 +212,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer models; extrapolate the generation time")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--record", action="store_true",
-                        help="write the generation rate into fwi_teach/benchmark_rates.json (cost model)")
+                        help="write the figures into fwi_teach/experiments/benchmark_rates.json (the cost model's "
+                             "constants) and the README's performance section")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -214,10 +224,17 @@ def main() -> None:
     if device.type == "cuda":
         n *= 16
     models = np.concatenate([velocity_models(f, n // 4, seed=7) for f in ("flatvel-a", "curvevel-b", "flatfault-b", "style-a")])
-    throughput(models, device, n_openfwi=max(2, n // 8))
-    boundary_accuracy()
+    figures = throughput(models, device, n_openfwi=max(2, n // 8))
+    figures["boundary_error"] = boundary_accuracy()
     data_range(4 if args.quick else 16, device)
-    generation_time(200 if args.quick else 2000, device, record=args.record)
+    figures.update(generation_time(200 if args.quick else 2000, device, record=args.record))
+    if args.record:
+        from fwi_teach.experiments.costs import record_benchmark_rates
+        from fwi_teach.experiments.report import update_performance_block
+
+        record_benchmark_rates(device.type, forward=figures)
+        print(f"recorded these figures; README performance section "
+              f"{'updated' if update_performance_block() else 'already up to date'}")
 
 
 if __name__ == "__main__":

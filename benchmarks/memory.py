@@ -15,7 +15,7 @@ InversionNet with LoRA on all convolutions:
   printed fixed and per-sample parts show the line);
 * on CUDA (when a GPU is present, or with ``--device cuda``) additionally
   ``torch.cuda.max_memory_allocated`` over the measured steps;
-* which operations keep which activations (:func:`fwi_teach.memory.saved_tensors_by_op`,
+* which operations keep which activations (:func:`fwi_teach.training.memory.saved_tensors_by_op`,
   autograd's node names) for each method at width 0.25, batch 8: where LoRA's extra
   activations come from and what the lean path removes;
 * the targets of the lean path: saved activations <= FFT's and total < FFT's at every
@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fwi_teach.memory import METHODS, memory_account, method_model, saved_tensors_by_op  # noqa: E402
+from fwi_teach.training.memory import METHODS, memory_account, method_model, saved_tensors_by_op  # noqa: E402
 from fwi_teach.models import InversionNet  # noqa: E402
 
 SETUPS = {0.25: (250, 4, 32), 1.0: (1000, 16, 8)}  # width: (time samples, LoRA rank, measured up to)

@@ -7,7 +7,7 @@ Prints, in one run:
    (float32, a DataLoader over the same generated files), alternating runs; target:
    ``fit`` >= 1.5x. Also the step's GFLOP/s from counted multiply-adds against a large
    ``torch.mm`` on the same threads (the machine's limit). ``--record`` writes the rate
-   into ``fwi_teach/benchmark_rates.json``, where the cost model reads it.
+   into ``fwi_teach/experiments/benchmark_rates.json``, where the cost model reads it.
 1. seconds per training step (forward, backward, AdamW step) of full fine-tuning and
    of LoRA at the cpu profile (InversionNet width 0.25, input 250 x 70, rank 4,
    batch 8) and at full width (width 1.0, input 1000 x 70, rank 16, batch 8), in one
@@ -65,8 +65,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fwi_teach.lora import LoraSettings, apply_lora  # noqa: E402
-from fwi_teach.memory import method_model, time_steps  # noqa: E402
+from fwi_teach.models import LoraSettings, apply_lora  # noqa: E402
+from fwi_teach.training.memory import method_model, time_steps  # noqa: E402
 from fwi_teach.models import InversionNet  # noqa: E402
 from fwi_teach.training import TrainConfig, fit  # noqa: E402
 
@@ -194,7 +194,7 @@ def worker_profile(repeats: int) -> dict:
     from fwi_teach.data.datasets import OpenFWIDataset
     from fwi_teach.data.generate import generate_dataset
     from fwi_teach.physics import Acquisition
-    from fwi_teach.profiles import get_profile
+    from fwi_teach.experiments.profiles import get_profile
 
     p = get_profile("cpu")
     epochs = 2
@@ -247,7 +247,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-sizes", nargs=2, type=int, default=None, help="default: 8 32 (quick: 4 8)")
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch (default 1)")
     parser.add_argument("--record", action="store_true",
-                        help="write the measured training rates into fwi_teach/benchmark_rates.json (cost model)")
+                        help="write the measured training rates into fwi_teach/experiments/benchmark_rates.json (cost model)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -288,6 +288,9 @@ def main(argv=None) -> None:
           f"{r['mm_bf16']:.0f} (bf16) GFLOP/s on the same threads: fit at {rate_fit * flops_step / 1e9 / r['mm_fp32']:.0%} "
           f"of the float32 matmul rate, fit bf16 at {rate_bf16 * flops_step / 1e9 / r['mm_bf16']:.0%} of the bf16 one")
     recorded = {f"{r['width']:g}x{r['input_length']}": 1.0 / rate_fit}
+    figures = {"fit_samples_per_s": rate_fit, "plain_samples_per_s": rate_plain, "fit_bf16_samples_per_s": rate_bf16,
+               "gflop_per_sample": flops_step / 1e9, "mm_fp32_GFLOPs": r["mm_fp32"], "width": r["width"],
+               "input_length": r["input_length"], "batch": r["batch"]}
     print()
     print(f"Seconds per training step, methods interleaved in one process; torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads; {_load()}")
@@ -341,10 +344,13 @@ def main(argv=None) -> None:
         print(f"  overhead: fastest vs fastest {100 * (fitted[0] - bare[0]) / bare[0]:+.1f} %, median vs median "
               f"{100 * (statistics.median(fitted) - statistics.median(bare)) / statistics.median(bare):+.1f} %")
     if args.record:
-        from fwi_teach.profiles import record_benchmark_rates
+        from fwi_teach.experiments.costs import record_benchmark_rates
 
-        path = record_benchmark_rates(devices[0], train_s_per_sample=recorded)
-        print(f"\nrecorded training seconds per sample {recorded} in {path} (the cost model's constants)")
+        from fwi_teach.experiments.report import update_performance_block
+
+        path = record_benchmark_rates(devices[0], train_s_per_sample=recorded, training=figures)
+        print(f"\nrecorded training seconds per sample {recorded} and the throughput figures in {path}; README "
+              f"performance section {'updated' if update_performance_block() else 'already up to date'}")
     print(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s; {_load()}")
 
 

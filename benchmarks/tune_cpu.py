@@ -30,12 +30,12 @@ import torch
 
 
 def main(argv=None) -> int:
-    from fwi_teach.artifacts import cache_root, load_split
+    from fwi_teach.experiments.cache import cache_root, load_split
     from fwi_teach.data import generate_dataset
     from fwi_teach.experiments import train_baseline
-    from fwi_teach.metrics import evaluate_metrics
+    from fwi_teach.evaluation.metrics import evaluate_metrics
     from fwi_teach.physics import Acquisition
-    from fwi_teach.profiles import get_profile
+    from fwi_teach.experiments.profiles import get_profile
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--families", nargs="+", default=["flatvel-a", "curvefault-b"])

@@ -12,9 +12,9 @@ Command line::
     python -m fwi_teach.book [--profile P] [--chapters intro ...] [--skip-execute]
                              [--device auto|cpu|cuda]
 
-Only the standard library is imported at module level, so :func:`resolve_device` and
-:func:`resolve_cache_dir` can be used from a notebook where papermill and jupyter-book are not
-installed (for example on Colab).
+Only the standard library is imported at module level (papermill and jupyter-book are imported
+when a build runs), so the package imports on Colab, where they are not installed. The device and
+cache folder are resolved by :mod:`fwi_teach.runtime`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+from .runtime import DEVICES, find_book_root, resolve_cache_dir, resolve_device
+
 PROFILES = ("smoke", "cpu", "gpu", "paper")
-DEVICES = ("auto", "cpu", "cuda")
 #: Parameters the build passes to a notebook, when its ``parameters`` cell declares them.
 BOOK_PARAMETERS = ("profile", "seed", "device", "cache_dir", "data_dir")
 #: Files and folders copied from the repository root into the staging tree.
@@ -39,56 +40,6 @@ DEFAULT_TIMEOUT_S = 3600
 
 class ChapterExecutionError(RuntimeError):
     """A chapter notebook raised an error while papermill executed it."""
-
-
-def resolve_device(device="auto"):
-    """Turn a device name into a :class:`torch.device`.
-
-    ``device`` is ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
-    ``"cuda:N"``. Raises ValueError for an unknown name, or for CUDA on a machine without it.
-    """
-    import torch
-
-    name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"device {device!r} is not known; use one of {DEVICES}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r} was requested but torch {torch.__version__} sees no CUDA GPU; "
-            "use device 'cpu' or 'auto', or install a CUDA build of torch "
-            "(see FWI_TEACH_TORCH in the README)"
-        )
-    return torch.device(name)
-
-
-def resolve_cache_dir(cache_dir=None):
-    """Return the absolute cache directory (it is not created).
-
-    ``None`` or ``""`` means the environment variable ``FWI_TEACH_CACHE``, or
-    ``~/.cache/fwi_teach`` when that is unset.
-    """
-    if cache_dir is None or str(cache_dir) == "":
-        cache_dir = os.environ.get("FWI_TEACH_CACHE") or Path.home() / ".cache" / "fwi_teach"
-    return Path(cache_dir).expanduser().resolve()
-
-
-def find_book_root(start=None):
-    """Find the repository root, the folder holding ``_config.yml`` and ``_toc.yml``.
-
-    Searches upwards from ``start``; ``None`` tries the working directory, then the folder
-    of the installed package (an editable install). Raises FileNotFoundError if none is found.
-    """
-    starts = [Path(start)] if start is not None else [Path.cwd(), Path(__file__).resolve().parent]
-    for first in starts:
-        for folder in [first.resolve(), *first.resolve().parents]:
-            if (folder / "_config.yml").is_file() and (folder / "_toc.yml").is_file():
-                return folder
-    raise FileNotFoundError(
-        f"no _config.yml and _toc.yml found above {[str(s) for s in starts]}; run from a clone "
-        "of the fwi_teach repository or pass its path with --root"
-    )
 
 
 def toc_documents(root):
@@ -190,7 +141,7 @@ def execute_chapters(profile=None, cache_dir=None, chapters=None, output_dir=Non
         One of :data:`PROFILES`; ``None`` or ``"auto"``: ``"gpu"`` when the device resolves
         to CUDA, else ``"smoke"``.
     cache_dir : str or Path or None, optional
-        Passed to the notebooks; see :func:`resolve_cache_dir`.
+        Passed to the notebooks; see :func:`fwi_teach.runtime.resolve_cache_dir`.
     chapters : list of str or None, optional
         Chapters to execute (``"intro"`` or ``"book/intro"``); ``None`` executes all notebooks
         of ``_toc.yml``, in order.
@@ -202,7 +153,7 @@ def execute_chapters(profile=None, cache_dir=None, chapters=None, output_dir=Non
     seed, device, data_dir : optional
         Passed to the notebooks that declare them.
     root : str or Path or None, optional
-        Repository root; default :func:`find_book_root`.
+        Repository root; default :func:`fwi_teach.runtime.find_book_root`.
     progress : bool or None, optional
         Show papermill's per-cell progress bar; default: when stderr is a terminal.
 
@@ -300,6 +251,8 @@ def build_book(profile=None, cache_dir=None, chapters=None, path_output=None, sk
                timeout_s=DEFAULT_TIMEOUT_S, seed=0, device="auto", data_dir="", root=None):
     """Execute the chapters (unless ``skip_execute``) and build the HTML book.
 
+    Other parameters are those of :func:`execute_chapters`.
+
     Parameters
     ----------
     path_output : str or Path or None, optional
@@ -308,7 +261,6 @@ def build_book(profile=None, cache_dir=None, chapters=None, path_output=None, sk
     skip_execute : bool, optional
         Render the notebooks executed earlier in the staging tree (committed, output-free
         copies for chapters never executed).
-    Other parameters are those of :func:`execute_chapters`.
 
     Returns
     -------

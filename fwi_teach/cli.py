@@ -39,11 +39,13 @@ def subcommand(register: Callable) -> Callable:
 def _run_data_generate(args) -> int:
     from .data.generate import generate_dataset
     from .physics import simulation_engine
+    from .runtime import resolve_device
 
-    print(f"simulating with the {simulation_engine(args.device or 'cpu')} engine "
+    device = resolve_device(args.device) if args.device else None  # before anything is written
+    print(f"simulating with the {simulation_engine(device or 'cpu')} engine "
           f"(FWI_TEACH_COMPILE=0 forces the eager path)")
     root = generate_dataset(args.family, args.root, n_train=args.train, n_val=args.val, n_test=args.test,
-                            seed=args.seed, samples_per_file=args.samples_per_file, boundary=args.boundary, device=args.device,
+                            seed=args.seed, samples_per_file=args.samples_per_file, boundary=args.boundary, device=device,
                             batch_size=args.batch_size, progress=not args.no_progress)
     print(f"wrote {args.train} training, {args.val} validation and {args.test} test samples to {root}")
     return 0
@@ -106,18 +108,18 @@ _COLUMNS = {
 
 
 def _run_experiment(args) -> int:
-    from . import experiments as ex
-    from .artifacts import print_rows, profile_dir
+    from .experiments import runs as ex
+    from .experiments.cache import print_rows, profile_dir
 
     kw = dict(cache_dir=args.cache_dir, seed=args.seed, device=args.device, data_dir=args.data_dir,
               progress=not args.no_progress)
     cmd = args.command
     if cmd == "pretrain":
-        record = ex.pretrain_pfm(args.profile, **kw)
+        record = ex.pretrain_pfm(args.profile, force=args.force, **kw)
     elif cmd == "baseline":
-        record = ex.train_baseline(args.family, args.profile, fraction=args.fraction, **kw)
+        record = ex.train_baseline(args.family, args.profile, fraction=args.fraction, force=args.force, **kw)
     elif cmd == "finetune":
-        record = ex.finetune(args.family, args.method, args.profile, fraction=args.fraction, **kw)
+        record = ex.finetune(args.family, args.method, args.profile, fraction=args.fraction, force=args.force, **kw)
     elif cmd == "matrix":
         record = ex.evaluation_matrix(args.profile, models=args.models, families=args.families, **kw)
     elif cmd == "lowdata":
@@ -131,7 +133,8 @@ def _run_experiment(args) -> int:
 
 
 def _run_profiles(args) -> int:
-    from .profiles import get_profile, profile_table
+    from .experiments.costs import profile_table
+    from .experiments.profiles import get_profile
 
     if args.name is None:
         print(profile_table())
@@ -156,8 +159,11 @@ def _experiment_arguments(p) -> None:
 
 
 def _run_reproduce(args) -> int:
-    from .profiles import estimate_minutes, get_profile
-    from .reproduce import check_seeds, load_reference_results, refresh_memory, reproduce, update_readme
+    from .experiments.costs import estimate_minutes
+    from .experiments.profiles import get_profile
+    from .experiments.report import update_readme
+    from .experiments.reproduce import check_seeds, refresh_memory, reproduce
+    from .experiments.results import load_reference_results
 
     p = get_profile(args.profile)
     seeds = check_seeds(args.seeds if args.seeds is not None else [args.seed])
@@ -177,7 +183,7 @@ def _run_reproduce(args) -> int:
         print(claim)
     print(f"results: {folder}")
     if args.update_readme:
-        from .book import find_book_root
+        from .runtime import find_book_root
 
         readme = find_book_root() / "README.md"
         print(f"{readme}: {'updated' if update_readme(ref, readme) else 'already up to date'}")
@@ -223,6 +229,9 @@ def _add_experiments(subparsers) -> None:
             p.add_argument("--fraction", type=float, default=1.0, help="share of the training set (default 1.0)")
         if name == "finetune":
             p.add_argument("--method", choices=("fft", "lora"), default="lora", help="fft or lora (default: lora)")
+        if name in ("pretrain", "baseline", "finetune"):
+            p.add_argument("--force", action="store_true",
+                           help="train again even if the run is cached (replaces its weights and results)")
         if name == "matrix":
             p.add_argument("--models", nargs="+", default=None, metavar="MODEL",
                            help="pfm, baseline:FAMILY, fft:FAMILY, lora:FAMILY (default: all of the profile)")
@@ -262,17 +271,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors that a user's input, files or machine cause: one line on stderr, no traceback.
+USER_ERRORS = (ValueError, TypeError, OSError, RuntimeError)
+
+
 def main(argv=None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
-    Usage errors exit through argparse (code 2); ``ValueError``,
-    ``FileNotFoundError`` and ``FileExistsError`` print ``error: ...`` and return 1.
+    Usage errors exit through argparse (code 2). Errors of input, files, devices or the
+    machine (:data:`USER_ERRORS`: a bad value, a missing, damaged or unwritable file, a
+    full disk, no GPU, a run held by another process) print ``error: ...`` and return 1;
+    Ctrl-C prints how to resume and returns 130. ``FWI_TEACH_DEBUG=1`` shows the traceback.
     """
+    import os
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if os.environ.get("FWI_TEACH_DEBUG") == "1":
+            raise
+        print("\ninterrupted: nothing is left half-written; run the same command again to continue where it "
+              "stopped", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        if os.environ.get("FWI_TEACH_DEBUG") == "1":
+            raise
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and exc.strerror and exc.filename and exc.filename not in text:
+            text = f"{exc.filename}: {exc.strerror}"
+        print(f"error: {text}", file=sys.stderr)
+        if type(exc) in (TypeError, RuntimeError):  # not one of the package's own error types
+            print("(if this looks like a bug of fwi_teach, rerun with FWI_TEACH_DEBUG=1 and report the traceback)",
+                  file=sys.stderr)
         return 1
 
 

@@ -1,4 +1,4 @@
-"""Tests for fwi_teach.adapters: one PFM serving several LoRA adapters, saved with metadata and checked."""
+"""Tests for fwi_teach.models.adapters: one PFM serving several LoRA adapters, saved with metadata and checked."""
 import copy
 import json
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from fwi_teach.adapters import (METADATA_FILE, adapter_footprint, check_adapter, load_adapters, pfm_fingerprint,
+from fwi_teach.models.adapters import (METADATA_FILE, adapter_footprint, check_adapter, load_adapters, pfm_fingerprint,
                                 save_adapter, use_adapter)
-from fwi_teach.lora import LoraSettings, apply_peft_lora
+from fwi_teach.models import LoraSettings, apply_peft_lora
 from fwi_teach.models import InversionNet
 
 torch.set_num_threads(2)

@@ -43,6 +43,24 @@ def test_committed_notebook_is_clean(path):
                for c in code_cells), f"{rel} never imports fwi_teach"
 
 
+#: Helpers a chapter may define itself: one-line illustrations that close over the chapter's own data.
+ONE_OFF_HELPERS = {"fwi_background.ipynb": {"rms"}, "paper_scale.ipynb": {"show"}}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_notebooks_import_their_logic_from_the_package(path):
+    """No chapter defines a function or class of its own (verdict rules, figures, tables belong in fwi_teach)."""
+    nb = nbformat.read(str(path), as_version=4)
+    defined = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("!", "%"))))
+            defined.update(n.name for n in ast.walk(tree)
+                           if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
+    extra = defined - ONE_OFF_HELPERS.get(path.name, set())
+    assert not extra, f"{path.name} defines {sorted(extra)}; move them into fwi_teach and import them"
+
+
 def test_intro_declares_the_book_parameters():
     assert book.notebook_parameters(ROOT / "book" / "intro.ipynb") == list(book.BOOK_PARAMETERS)
 

@@ -173,6 +173,30 @@ def test_split_file_with_absolute_paths(tmp_path):
     np.testing.assert_array_equal(vel, ref_v[0])
 
 
+def test_openfwi_split_files_resolve_relative_paths_against_the_working_directory(tmp_path, monkeypatch):
+    """OpenFWI's own split_files/*.txt hold paths relative to where its scripts run."""
+    root = make_vel_tree(tmp_path / "openfwi" / "flatvel_a", [1, 2], k=3)
+    (tmp_path / "split_files").mkdir()
+    split = tmp_path / "split_files" / "flatvel_a_train.txt"
+    split.write_text("openfwi/flatvel_a/data/data2.npy\topenfwi/flatvel_a/model/model2.npy\n")
+    monkeypatch.chdir(tmp_path)
+    ds = OpenFWIDataset(split, family="flatvel-a")
+    assert len(ds) == 3 and ds.pairs[0][0] == root / "data" / "data2.npy"
+    # paths relative to the split file's folder (as this package writes them) still load
+    (tmp_path / "split_files" / "data").mkdir()
+    np.save(tmp_path / "split_files" / "data" / "data9.npy", _pair(3, 9)[0])
+    (tmp_path / "split_files" / "model").mkdir()
+    np.save(tmp_path / "split_files" / "model" / "model9.npy", _pair(3, 9)[1])
+    local = tmp_path / "split_files" / "local.txt"
+    local.write_text("data/data9.npy\tmodel/model9.npy\n")
+    assert OpenFWIDataset(local, family="flatvel-a").pairs[0][0] == tmp_path / "split_files" / "data" / "data9.npy"
+    # the same relative path naming two different files is an error, not a silent choice
+    (tmp_path / "data").mkdir()
+    np.save(tmp_path / "data" / "data9.npy", _pair(3, 9)[0])
+    with pytest.raises(ValueError, match="names two files"):
+        OpenFWIDataset(local, family="flatvel-a")
+
+
 def test_items_are_normalised_float32_and_denormalise(tmp_path):
     root = make_vel_tree(tmp_path / "flatvel-b", [1, 2, 3])
     with pytest.warns(UserWarning):

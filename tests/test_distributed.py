@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fwi_teach.distributed import DistContext, ShardSampler, all_reduce_sum, setup
+from fwi_teach.training.distributed import DistContext, ShardSampler, all_reduce_sum, setup
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
     from torch.utils.data import TensorDataset
-    import fwi_teach.training as training
+    import fwi_teach.training.engine as training  # fit writes its checkpoints through engine._atomic_save
     from fwi_teach.models import InversionNet
     from fwi_teach.training import TrainConfig, fit
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from fwi_teach.claims import SSIM_MARGIN, evaluate_claims
-from fwi_teach.evidence import Comparison, SampleIndex, compare, contrast, learned, verdict
-from fwi_teach.results import ReferenceResults
-from fwi_teach.stats import paired_interval
+from fwi_teach.experiments.claims import SSIM_MARGIN, evaluate_claims
+from fwi_teach.evaluation.evidence import Comparison, SampleIndex, compare, contrast, learned, verdict
+from fwi_teach.experiments.results import ReferenceResults
+from fwi_teach.evaluation.stats import paired_interval
 
 
 # ------------------------------------------------------------------------------ intervals
@@ -217,3 +217,28 @@ def test_claim_three_needs_its_accuracy_part():
     assert c3.numbers["counted"] == 2 and c3.numbers["won"] == 2 and c3.verdict == "inconclusive"
     assert "accuracy part could not be judged" in c3.evidence
 
+
+
+def test_relative_improvement_follows_each_metrics_direction():
+    from fwi_teach.evaluation import relative_improvement
+
+    assert relative_improvement("mae", 0.08, 0.10) == pytest.approx(20.0)  # lower MAE: better
+    assert relative_improvement("ssim", 0.45, 0.50) == pytest.approx(-10.0)  # lower SSIM: worse
+    with pytest.raises(ValueError, match="metric='psnr'"):
+        relative_improvement("psnr", 1.0, 2.0)
+
+
+def test_comparison_with_openfwi_states_its_ratios():
+    from fwi_teach.evaluation import OPENFWI_INVERSIONNET, compare_with_openfwi, openfwi_metrics
+
+    published = openfwi_metrics("FlatVel-A")
+    assert tuple(published.values()) == OPENFWI_INVERSIONNET["flatvel-a"]
+    far = compare_with_openfwi("flatvel-a", 2 * published["mae"], published["ssim"] - 0.1, n_train=2400,
+                               epochs=12, parameters=24_409_123 // 4)
+    assert far["mae_ratio"] == pytest.approx(2.0) and far["data_ratio"] == pytest.approx(10.0)
+    assert far["passes_ratio"] == pytest.approx(100.0) and not far["close"]
+    assert "NOT reproduced" in far["sentence"] and "2.0x" in far["sentence"]
+    near = compare_with_openfwi("flatvel-a", published["mae"], published["ssim"], 24_000, 120, 24_409_123)
+    assert near["close"] and "comes close" in near["sentence"]
+    with pytest.raises(ValueError, match="unknown velocity family"):
+        openfwi_metrics("nope")

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import fwi_teach
-from fwi_teach import artifacts, experiments as ex
+from fwi_teach import experiments as ex
+from fwi_teach.experiments import cache as artifacts
 from fwi_teach.cli import main
-from fwi_teach.profiles import PROFILES, get_profile
+from fwi_teach.experiments.profiles import PROFILES, get_profile
 
 TINY = dataclasses.replace(
     get_profile("smoke"), name="tiny", n_train=4, n_val=2, n_test=3, nt=100, batch_size=2,
@@ -58,6 +59,13 @@ def test_run_results_hold_metrics_parameters_memory_and_environment(cache):
     env = pfm["environment"]
     assert env["package_version"] == fwi_teach.__version__ and env["torch_version"] == torch.__version__
     assert env["device"] == "cpu" and "git_commit" in env
+    import subprocess
+    from pathlib import Path
+
+    head = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode == 0:  # a clone: the record names its commit
+        assert env["git_commit"] == head.stdout.strip()
     assert len(pfm["train"]["history"]) == TINY.epochs_pretrain
     for row in pfm["rows"]:
         assert row["n_samples"] == TINY.n_test and row["n_train_samples"] == 2 * TINY.n_train
@@ -122,6 +130,34 @@ def test_second_call_reuses_the_cache_without_training(cache, monkeypatch):
     assert ex.finetune("style-a", "fft", TINY, cache_dir=root, device="cpu") == first
     assert ex.pretrain_pfm(TINY, cache_dir=root, device="cpu")["rows"] == _results(root, "pfm-s0")["rows"]
     assert ex.evaluation_matrix(TINY, cache_dir=root, device="cpu", progress=False)["rows"]
+
+
+def test_a_damaged_cached_model_names_its_fix_and_force_retrains_it(cache, tmp_path, capsys, monkeypatch):
+    import re
+    import shutil
+
+    from fwi_teach.runtime import CorruptFileError
+
+    root, _ = cache
+    copy = tmp_path / "cache"
+    shutil.copytree(root, copy)
+    folder = copy / "tiny" / "models" / "baseline-style-a-s0"
+    assert (folder / artifacts.CHECKSUMS_FILE).is_file()
+    data = bytearray((folder / "model.pt").read_bytes())
+    data[-200] ^= 0xFF  # one flipped byte: torch may still read it, the checksum does not match
+    (folder / "model.pt").write_bytes(bytes(data))
+    advice = "fwi-teach baseline style-a --profile tiny --seed 0 --force"
+    with pytest.raises(CorruptFileError, match=rf"model\.pt is damaged: its checksum differs.*{re.escape(advice)}"):
+        artifacts.load_model("baseline:style-a", TINY, copy)
+    (folder / "model.pt").write_bytes(b"")  # and an empty file
+    with pytest.raises(CorruptFileError, match=re.escape(advice)):
+        artifacts.load_model("baseline:style-a", TINY, copy)
+    # the advice, followed, works: the run is trained again (same weights on CPU) and loads
+    monkeypatch.setitem(PROFILES, "tiny", TINY)
+    assert main(advice.split()[1:] + ["--cache-dir", str(copy), "--device", "cpu", "--no-progress"]) == 0
+    again = _results(copy, "baseline-style-a-s0")
+    assert again["rows"][0]["mae"] == _results(root, "baseline-style-a-s0")["rows"][0]["mae"]
+    assert artifacts.load_model("baseline:style-a", TINY, copy) is not None
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(cache, monkeypatch):
@@ -198,18 +234,21 @@ def test_cli_profiles_and_a_cached_experiment(cache, capsys, monkeypatch):
     assert "unknown profile 'huge'" in capsys.readouterr().err
 
 
-def test_a_run_held_by_a_live_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+def test_a_held_run_is_refused_without_waiting_and_a_stale_lock_file_is_no_obstacle(tmp_path):
+    import os
+
+    from fwi_teach.experiments.lock import LockTimeout, run_lock
+
     folder = tmp_path / "models" / "baseline-style-a-s0"
     lock = folder.with_name(folder.name + ".lock")
     lock.parent.mkdir(parents=True)
-    lock.write_text("1")  # PID 1 is always alive
-    with pytest.raises(RuntimeError, match=r"being trained by process 1 .*delete the lock file"):
-        with artifacts.run_lock(folder):
-            pass
-    lock.write_text("999999999")  # no such process: a crashed run
-    with artifacts.run_lock(folder) as held:
-        assert held == lock and lock.read_text() == str(__import__("os").getpid())
-    assert not lock.exists()
+    lock.write_text("1")  # what a crashed process (or an older version) left: not a lock by itself
+    with run_lock(folder) as held:
+        assert held == lock and lock.read_text().split(":")[0] == str(os.getpid())
+        with pytest.raises(LockTimeout, match=rf"being trained by process {os.getpid()} .*stop that process"):
+            with run_lock(folder, wait=False):
+                pass
+    assert lock.read_text() == ""  # released: the file stays, empty
 
 
 def test_training_and_selection_never_read_the_test_split(tmp_path, monkeypatch):

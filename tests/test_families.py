@@ -203,3 +203,11 @@ def test_style_sources_offline():
     assert source_image("camera") is source_image("camera")  # cached
     with pytest.raises(ValueError, match="camera"):
         source_image("lena")
+
+
+def test_family_title_writes_openfwi_names():
+    from fwi_teach.data import FAMILIES, family_title
+
+    assert family_title("curvefault-b") == "CurveFault-B" and family_title("style-a") == "Style-A"
+    assert [family_title(f).lower() for f in FAMILIES] == list(FAMILIES)
+    assert family_title("mean-map") == "mean-map"  # not a family: unchanged

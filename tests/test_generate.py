@@ -7,7 +7,7 @@ import pytest
 
 import fwi_teach.data.generate as gen
 from fwi_teach.data import OpenFWIDataset, generate_dataset, plan_files, velocity_models
-from fwi_teach.data.layout import TEMP_SUFFIX
+from fwi_teach.runtime import TEMP_SUFFIX
 from fwi_teach.physics import Acquisition, simulate
 
 TINY = Acquisition(source_locations=((1, 0), (1, 69)), receiver_locations=tuple((1, c) for c in range(70)), nt=100)
@@ -206,3 +206,18 @@ def test_invalid_arguments(tmp_path, kwargs, match):
 def test_unknown_family(tmp_path):
     with pytest.raises(ValueError, match="unknown velocity family 'marmousi'"):
         generate_dataset("marmousi", tmp_path / "r", 1, 0)
+
+
+def test_file_tree_lists_sizes_and_array_shapes(tmp_path):
+    from fwi_teach.data.layout import file_tree
+
+    root = tmp_path / "set"
+    (root / "data").mkdir(parents=True)
+    np.save(root / "data" / "data1.npy", np.zeros((2, 5, 10, 7), dtype=np.float32))
+    (root / "train.txt").write_text("x\n")
+    lines = file_tree(root).splitlines()
+    assert lines[0] == "set/" and len(lines) == 3
+    assert lines[1].split()[0] == "data/data1.npy" and lines[1].endswith("float32 (2, 5, 10, 7)")
+    assert lines[2].split()[0] == "train.txt" and "KiB" in lines[2]
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        file_tree(root / "train.txt")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fwi_teach.inversion import fwi, lowpass, smooth_velocity
+from fwi_teach.physics.inversion import fwi, lowpass, smooth_velocity
 from fwi_teach.physics import Acquisition, simulate
 
 torch.set_num_threads(2)

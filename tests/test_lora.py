@@ -1,4 +1,4 @@
-"""Tests for fwi_teach.lora: from-scratch LoRA layers, apply_lora, and the peft path with ConvTranspose2d."""
+"""Tests for fwi_teach.models.lora: from-scratch LoRA layers, apply_lora, and the peft path with ConvTranspose2d."""
 import copy
 import re
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fwi_teach.lora import (FrozenStatsBatchNorm2d, LoRAConv2d, LoRAConvTranspose2d, LoraSettings, apply_lora,
+from fwi_teach.models import (FrozenStatsBatchNorm2d, LoRAConv2d, LoRAConvTranspose2d, LoraSettings, apply_lora,
                             apply_peft_lora, load_peft_adapter, lora_state_dict, merge_lora, peft_lora_config,
                             set_lora_train_mode, trainable_parameter_report)
 from fwi_teach.models import InversionNet, count_parameters

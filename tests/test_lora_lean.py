@@ -1,14 +1,14 @@
-"""Tests for the lean LoRA computation (fwi_teach.lora_lean) and the memory account (fwi_teach.memory)."""
+"""Tests for the lean LoRA computation (fwi_teach.models.lean) and the memory account (fwi_teach.training.memory)."""
 import copy
 
 import pytest
 import torch
 from torch import nn
 
-from fwi_teach.lora import FrozenStatsBatchNorm2d, LoraSettings, apply_lora, apply_peft_lora
-from fwi_teach.lora_lean import frozen_batch_norm, lean_conv_supported, merged_lora_conv
-from fwi_teach.lora_peft import set_lean
-from fwi_teach.memory import COMPONENTS, memory_account, measure_step, method_model, saved_tensors_by_op
+from fwi_teach.models import FrozenStatsBatchNorm2d, LoraSettings, apply_lora, apply_peft_lora
+from fwi_teach.models.lean import frozen_batch_norm, lean_conv_supported, merged_lora_conv
+from fwi_teach.models.peft_bridge import set_lean
+from fwi_teach.training.memory import COMPONENTS, memory_account, measure_step, method_model, saved_tensors_by_op
 from fwi_teach.models import InversionNet
 
 torch.set_num_threads(2)

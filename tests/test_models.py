@@ -25,7 +25,7 @@ def test_full_size_parameter_count_matches_openfwi():
 
 
 def test_docstring_parameter_table_is_computed():
-    rows = re.findall(r"^(1\.0|0\.5|0\.25)\s+([\d,]+)\s+([\d,]+)\s*$", models.__doc__, flags=re.M)
+    rows = re.findall(r"^(1\.0|0\.5|0\.25)\s+([\d,]+)\s+([\d,]+)\s*$", models.inversionnet.__doc__, flags=re.M)
     assert len(rows) == 3
     for width, n1000, n250 in rows:
         for length, documented in ((1000, n1000), (250, n250)):
@@ -159,3 +159,21 @@ def test_load_checkpoint_shape_mismatch_and_bad_files(tmp_path, small_pair):
 
 class _Opaque:
     """An arbitrary picklable object, as some checkpoints carry."""
+
+
+def test_layer_table_lists_every_block_with_its_output_and_parameters():
+    from fwi_teach.evaluation import OPENFWI_PARAMETERS
+    from fwi_teach.models import INVERSIONNET_BLOCKS, layer_table
+
+    with torch.device("meta"):
+        full = InversionNet()
+    rows = layer_table(full)
+    assert [r[0] for r in rows] == list(INVERSIONNET_BLOCKS)
+    assert sum(r[4] for r in rows) == count_parameters(full) == OPENFWI_PARAMETERS  # OpenFWI's published count
+    first, dense, last = rows[0], rows[INVERSIONNET_BLOCKS.index("convblock8")], rows[-1]
+    assert first[1] == "Conv 5->32" and first[2] == "(7, 1)/(2, 1)/(3, 0)" and first[3] == "32x500x70"
+    assert dense[2].startswith("(8, 9)/") and dense[3] == "512x1x1"  # block 8 covers the whole map
+    assert last[3] == "1x70x70"
+    net = InversionNet(**SMALL).train()
+    layer_table(net)
+    assert net.training  # the mode is restored

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from fwi_teach import physics, physics_native
+from fwi_teach import physics
+from fwi_teach.physics import engines
+from fwi_teach.physics import native as physics_native
 from fwi_teach.data import velocity_models
 from fwi_teach.physics import STABILITY_LIMIT, Acquisition, compiled_step_available, ricker, simulate
 
@@ -238,10 +240,10 @@ def _use_engine(monkeypatch, engine):
     if engine == "native" and not physics_native.available():
         pytest.skip(f"the C kernel cannot be built here: {physics_native.load_error()}")
     if engine == "torch.compile":
-        if physics._cpu_compiler() is None:
+        if engines.cpu_compiler() is None:
             pytest.skip("no C++ compiler: torch.compile cannot run here")
-        monkeypatch.setattr(physics, "_native_ok", lambda v: False)
-        monkeypatch.setitem(physics._COMPILED, "failed", False)
+        monkeypatch.setattr(engines, "native_ok", lambda v: False)
+        monkeypatch.setitem(engines.STATE, "failed", False)
 
 
 def _engine_warnings(caught):
@@ -295,13 +297,13 @@ def test_fallback_when_an_engine_is_unavailable(monkeypatch):
     # no C compiler for the C kernel, and torch.compile fails too: two notices, then eager records
     monkeypatch.setattr(physics_native, "_STATE", {})
     monkeypatch.setattr(physics_native, "_compiler", lambda: None)
-    monkeypatch.setitem(physics._COMPILED, "native_warned", False)
-    monkeypatch.setitem(physics._COMPILED, "failed", False)
+    monkeypatch.setitem(engines.STATE, "native_warned", False)
+    monkeypatch.setitem(engines.STATE, "failed", False)
 
     def no_compiler(*args, **kwargs):
         raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
 
-    monkeypatch.setattr(physics, "_segment_compiled", no_compiler)
+    monkeypatch.setattr(engines, "segment_compiled", no_compiler)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fallback = simulate(v, acq)
@@ -326,3 +328,29 @@ def test_native_kernel_is_built_atomically_into_the_cache(tmp_path, monkeypatch)
     assert lib.parent == tmp_path / "native" and lib.suffix == ".so" and lib.stat().st_size > 0
     assert not list(lib.parent.glob("*.tmp"))  # nothing half-written left behind
     assert physics_native._build(physics_native._compiler()) == lib  # built once, then reused
+
+
+def test_one_stencil_serves_every_path():
+    """neighbour_sum in place equals out of place bit for bit; its autograd adjoint is the stencil itself."""
+    from fwi_teach.physics.stencil import HALO, NeighbourSum, neighbour_sum, step_fused
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.pad(torch.randn(2, 3, 9, 11, generator=gen), (HALO,) * 4)
+    out, work = torch.empty(2, 3, 9, 11), torch.empty(2, 3, 9, 11)
+    assert torch.equal(neighbour_sum(q, out=out, work=work), neighbour_sum(q)) and out.shape == (2, 3, 9, 11)
+    # the 4th-order Laplacian stencil: S1 + (c2/c1) S2 of a single spike
+    spike = torch.zeros(1, 9, 9)
+    spike[0, 4, 4] = 1.0
+    s = neighbour_sum(torch.nn.functional.pad(spike, (HALO,) * 4))[0]
+    assert s[3, 4] == s[5, 4] == s[4, 3] == s[4, 5] == 1.0
+    assert float(s[2, 4]) == pytest.approx(-1.0 / 16.0) and s[4, 4] == 0.0
+    # adjoint test in float64: <A x, y> == <x, A^T y>, with A^T applied by NeighbourSum's backward
+    x = torch.randn(1, 2, 8, 10, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.randn(1, 2, 8, 10, dtype=torch.float64, generator=gen)
+    (NeighbourSum.apply(x) * y).sum().backward()
+    assert torch.allclose((NeighbourSum.apply(x.detach()) * y).sum(), (x.detach() * x.grad).sum(), rtol=1e-12)
+    assert torch.autograd.gradcheck(NeighbourSum.apply, (x[..., :5, :6].detach().clone().requires_grad_(),))
+    # the fused step updates the interior only and keeps the zero halo
+    p = torch.nn.functional.pad(torch.randn(1, 1, 6, 6, generator=gen), (HALO,) * 4)
+    new = step_fused(p, torch.zeros_like(p), torch.ones(1, 1, 6, 6), torch.ones(1, 1, 6, 6), torch.ones(1, 1, 6, 6))
+    assert new.shape == p.shape and new[..., :HALO, :].abs().sum() == 0 and new[..., :, -HALO:].abs().sum() == 0

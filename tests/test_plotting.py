@@ -133,3 +133,20 @@ def test_velocity_comparison_validates():
         plot_velocity_comparison(v, {})
     with pytest.raises(ValueError, match="expected the shape of true"):
         plot_velocity_comparison(v, {"x": np.zeros((2, 70, 70))})
+
+
+def test_model_comparison_takes_a_function_and_the_matrix_a_scale():
+    from fwi_teach.plotting import plot_evaluation_matrix, plot_model_comparison
+
+    values = {("pfm", "flatvel-a", "ssim"): 0.8, ("baseline", "flatvel-a", "ssim"): 0.6}
+    fig = plot_model_comparison(lambda kind, fam, m: values[(kind, fam, m)], ["flatvel-a"], ("baseline", "pfm"),
+                                metrics=("ssim",))
+    bars = [p.get_height() for p in fig.axes[0].patches]
+    assert bars == [0.6, 0.8]
+    rows = [{"model": "pfm", "eval_family": f, "relation": "pretrain", "mae": 0.1} for f in ("flatvel-a", "style-a")]
+    fig = plot_evaluation_matrix(rows, metric="mae", scale=1500.0, fmt="{:.0f}", label="MAE (m/s)")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["150", "150"]
+    assert fig.axes[1].get_ylabel() == "MAE (m/s)"
+    with pytest.raises(ValueError, match="metric='bogus'"):
+        plot_evaluation_matrix(rows, metric="bogus")
+    plt.close("all")

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from fwi_teach.models import InversionNet
-from fwi_teach.pretrained import REFERENCE_PFM, load_reference_pfm, save_reference_pfm
-from fwi_teach.profiles import get_profile
+from fwi_teach.experiments.pretrained import REFERENCE_PFM, load_reference_pfm, save_reference_pfm
+from fwi_teach.experiments.profiles import get_profile
 
 
 def test_save_and_load_round_trip_without_pickles(tmp_path, monkeypatch):
-    from fwi_teach import artifacts
+    from fwi_teach.experiments import cache as artifacts
 
     torch.manual_seed(0)
     net = InversionNet(width_multiplier=0.25, input_length=250).eval()

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 
 from fwi_teach import book
-from fwi_teach.profiles import (PROFILE_NAMES, PROFILES, Profile, chain_workload, estimate_minutes, get_profile,
-                                profile_table)
+from fwi_teach.experiments.costs import chain_workload, estimate_minutes, profile_table
+from fwi_teach.experiments.profiles import PROFILE_NAMES, PROFILES, Profile, get_profile
 
 
 def test_builtin_profiles_and_book_agree():
@@ -45,7 +45,7 @@ def test_paper_profile_has_the_paper_sizes():
 
 
 def test_paper_lora_rank_cuts_trainable_weights_like_the_paper():
-    from fwi_teach.lora import LoraSettings, apply_lora, trainable_parameter_report
+    from fwi_teach.models import LoraSettings, apply_lora, trainable_parameter_report
     from fwi_teach.models import InversionNet
 
     p = get_profile("paper")
@@ -118,20 +118,20 @@ def test_estimates_match_the_purpose_of_each_profile():
 def test_cost_model_reads_the_recorded_benchmark_rates(tmp_path, monkeypatch):
     import json
 
-    from fwi_teach import profiles
+    from fwi_teach.experiments import costs
 
-    real = profiles.benchmark_rates()
+    real = costs.benchmark_rates()
     assert real["cpu"]["sim_s_per_sample"] > 0 and len(real["cpu"]["train_s_per_sample"]) >= 2
     base = estimate_minutes("cpu", "cpu")
     doubled = {"cpu": {"sim_s_per_sample": 2 * real["cpu"]["sim_s_per_sample"],
                        "train_s_per_sample": {k: 2 * v for k, v in real["cpu"]["train_s_per_sample"].items()}}}
     fake = tmp_path / "rates.json"
     fake.write_text(json.dumps(doubled))
-    monkeypatch.setattr(profiles, "RATES_FILE", fake)
+    monkeypatch.setattr(costs, "RATES_FILE", fake)
     # every throughput doubled: the estimate doubles, less the per-run overhead that is not a throughput
-    runs = profiles.chain_workload("cpu")["runs"] * profiles._RUN_OVERHEAD_S["cpu"] / 60
+    runs = costs.chain_workload("cpu")["runs"] * costs._RUN_OVERHEAD_S["cpu"] / 60
     assert estimate_minutes("cpu", "cpu") == pytest.approx(2 * base - runs, rel=1e-9)
-    profiles.record_benchmark_rates("cpu", sim_s_per_sample=1.0)
+    costs.record_benchmark_rates("cpu", sim_s_per_sample=1.0)
     assert json.loads(fake.read_text())["cpu"]["sim_s_per_sample"] == 1.0
     assert "sim_s_per_sample" in json.loads(fake.read_text())["cpu"]["recorded"]
     assert not list(tmp_path.glob("*.tmp"))

@@ -155,3 +155,37 @@ def test_workflow_has_cpu_gpu_and_publish_jobs():
     assert "PROFILE=gpu" in str(jobs["gpu"]["steps"]) and "executed-notebooks-gpu" in str(jobs["gpu"]["steps"])
     publish = str(jobs["publish"]["steps"])
     assert "deploy-pages" in publish and "book-html-gpu" in publish and jobs["publish"]["needs"] == ["cpu", "gpu"]
+
+
+def test_readme_package_example_runs(tmp_path, monkeypatch):
+    """The README's "package in five lines" (and the training lines after it) run as written."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The package in five lines", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, flags=re.M | re.S)
+    assert len(blocks) == 2, "README: expected the five-line example and the training example"
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile("\n".join(blocks), "README.md", "exec"), scope)  # noqa: S102 - the README's own example
+    assert scope["records"].shape == (4, 5, 1000, 70)
+    assert tuple(scope["seismic"].shape) == (5, 1000, 70) and tuple(scope["velocity"].shape) == (1, 70, 70)
+    assert (tmp_path / "data" / "flatvel-a").is_dir()
+
+
+def test_readme_performance_figures_are_the_recorded_ones(tmp_path):
+    """The README's performance list is written from benchmark_rates.json, never by hand."""
+    from fwi_teach.experiments.report import (PERFORMANCE_END, PERFORMANCE_START, performance_block,
+                                              update_performance_block)
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = PERFORMANCE_START + readme.split(PERFORMANCE_START, 1)[1].split(PERFORMANCE_END, 1)[0] + PERFORMANCE_END
+    assert block == performance_block(), "run `python benchmarks/forward.py --record` / training.py --record"
+    fake = {"cpu": {"recorded": {"forward": {"date": "2026-01-01", "machine": "x"}},
+                    "forward": {"samples_per_s": {"default": 30.0, "eager": 8.0}, "deepwave_samples_per_s": 12.0,
+                                "vs_deepwave": 2.5, "generation_min_per_2000": 1.5, "generation_measured": True,
+                                "boundary_error": {"thin": 0.025, "openfwi": 0.001}}}}
+    text = performance_block(fake)
+    assert "30.0 samples/s" in text and "2.50x deepwave's 12.0" in text and "1.5 min (measured" in text
+    copy = tmp_path / "README.md"
+    copy.write_text(f"# x\n\n{PERFORMANCE_START}\nold\n{PERFORMANCE_END}\n")
+    assert update_performance_block(copy) and not update_performance_block(copy)
+    assert performance_block() in copy.read_text()

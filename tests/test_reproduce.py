@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from fwi_teach import experiments as ex
-from fwi_teach.claims import OPENFWI_INVERSIONNET
+from fwi_teach.evaluation.published import OPENFWI_INVERSIONNET
 from fwi_teach.cli import main
-from fwi_teach.profiles import get_profile
-from fwi_teach.reproduce import export_results, load_reference_results
+from fwi_teach.experiments.profiles import get_profile
+from fwi_teach.experiments.reproduce import export_results
+from fwi_teach.experiments.results import load_reference_results
 
 TINY = dataclasses.replace(
     get_profile("smoke"), name="tiny", n_train=8, n_val=2, n_test=3, nt=100, batch_size=2,
@@ -75,8 +76,8 @@ def test_seeds_merge_and_every_sample_is_kept(exported):
     pred = ref.predictions()
     assert pred["style-a/truth"].shape == (3, 70, 70) and {"style-a/fft", "style-a/lora", "style-a/pfm"} <= set(pred)
     # What a chapter's live verdict cell reads: the same evidence straight from the cache, nothing written.
-    from fwi_teach.claims import evaluate_claims
-    from fwi_teach.reproduce import collect_results
+    from fwi_teach.experiments.claims import evaluate_claims
+    from fwi_teach.experiments.reproduce import collect_results
 
     live = collect_results(TINY, cache_dir=cache, seeds=[0, 1])
     assert live.seeds == [0, 1] and [c.label for c in evaluate_claims(live, only=["1", "5"])] == ["1", "5"]
@@ -153,7 +154,7 @@ def test_missing_results_give_clear_errors(exported, tmp_path):
 
 def test_cli_reproduce_reuses_the_cache_and_prints_verdicts(exported, tmp_path, capsys, monkeypatch):
     cache, _, _ = exported
-    from fwi_teach import profiles
+    from fwi_teach.experiments import profiles
 
     monkeypatch.setitem(profiles.PROFILES, "tiny", TINY)
     monkeypatch.setattr("fwi_teach.training.fit", lambda *a, **k: pytest.fail("nothing is retrained"))
@@ -215,7 +216,7 @@ def _run_section(chapter, results_dir, monkeypatch):
 
 @pytest.mark.parametrize("chapter", REFERENCE_CHAPTERS)
 def test_reference_section_prints_what_the_files_hold(chapter, exported, tmp_path, monkeypatch):
-    from fwi_teach.results import per_sample_bytes, read_per_sample
+    from fwi_teach.experiments.results import per_sample_bytes, read_per_sample
 
     _, out, folder = exported
     first = _run_section(chapter, out, monkeypatch)
@@ -236,7 +237,7 @@ def test_reference_section_prints_what_the_files_hold(chapter, exported, tmp_pat
                 row[key] = row[key] * 0.5 + 0.123
         path.write_text(json.dumps(record))
     if chapter == "baseline":  # its table is the exported openfwi.csv: recompute it from the changed samples
-        from fwi_teach.claims import openfwi_comparison
+        from fwi_teach.experiments.claims import openfwi_comparison
 
         ref = load_reference_results("tiny", changed)
         path = changed / "tiny" / "openfwi.json"
@@ -255,7 +256,7 @@ def test_reference_section_prints_what_the_files_hold(chapter, exported, tmp_pat
 
 
 def test_readme_results_block_is_generated_from_the_committed_results(exported, tmp_path):
-    from fwi_teach.reproduce import README_END, README_START, readme_block, update_readme
+    from fwi_teach.experiments.report import README_END, README_START, readme_block, update_readme
 
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
@@ -277,7 +278,7 @@ def test_readme_results_block_is_generated_from_the_committed_results(exported, 
 
 
 def test_default_results_dir_finds_the_repository_from_a_staging_tree(tmp_path, monkeypatch):
-    from fwi_teach.reproduce import default_results_dir
+    from fwi_teach.experiments.results import default_results_dir
 
     monkeypatch.delenv("FWI_TEACH_RESULTS", raising=False)
     (tmp_path / "_config.yml").write_text("")

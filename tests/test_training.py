@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from fwi_teach.lora import LoraSettings, apply_lora
-from fwi_teach.metrics import evaluate_metrics
+from fwi_teach.models import LoraSettings, apply_lora
+from fwi_teach.evaluation.metrics import evaluate_metrics
 from fwi_teach.training import TrainConfig, evaluate, fit, load_weights, predict
 
 

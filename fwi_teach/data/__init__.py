@@ -8,7 +8,7 @@
 """
 
 from .families import (FAMILIES, FINETUNE_FAMILIES, PRETRAIN_FAMILIES, V_MAX_MPS, V_MIN_MPS, canonical_family,
-                       describe_family, total_variation, velocity_models)
+                       describe_family, family_title, total_variation, velocity_models)
 from .normalize import (DATA_BOUNDS, SeismicTransform, denormalize_velocity, inverse_log_transform, log_transform,
                         normalize_velocity, seismic_transform)
 from .layout import FAULT_GROUPS, MANIFEST_NAME, discover_pairs, pair_names, read_manifest, read_split_file
@@ -17,7 +17,7 @@ from .generate import generate_dataset, plan_files
 
 __all__ = [
     "FAMILIES", "PRETRAIN_FAMILIES", "FINETUNE_FAMILIES", "V_MIN_MPS", "V_MAX_MPS",
-    "canonical_family", "velocity_models", "describe_family", "total_variation",
+    "canonical_family", "family_title", "velocity_models", "describe_family", "total_variation",
     "DATA_BOUNDS", "SeismicTransform", "seismic_transform", "log_transform", "inverse_log_transform",
     "normalize_velocity", "denormalize_velocity",
     "FAULT_GROUPS", "MANIFEST_NAME", "discover_pairs", "pair_names", "read_manifest", "read_split_file",

@@ -53,11 +53,11 @@ import re
 
 import numpy as np
 
-from fwi_teach.data.style import style_model
+from .style import style_model
 
 __all__ = [
     "FAMILIES", "PRETRAIN_FAMILIES", "FINETUNE_FAMILIES", "V_MIN_MPS", "V_MAX_MPS",
-    "canonical_family", "velocity_models", "describe_family", "total_variation",
+    "canonical_family", "family_title", "velocity_models", "describe_family", "total_variation",
 ]
 
 NZ = NX = 70
@@ -145,6 +145,20 @@ def canonical_family(name: str) -> str:
         return _BY_KEY[_key(name)]
     except KeyError:
         raise ValueError(f"unknown velocity family {name!r}; valid names are: {', '.join(FAMILIES)}") from None
+
+
+def family_title(name: str) -> str:
+    """The display name of a family, as OpenFWI writes it: ``"curvefault-b"`` -> ``"CurveFault-B"``.
+
+    Names that are not a family's (such as ``"mean-map"``) come back unchanged.
+    """
+    if name not in FAMILIES:
+        return name
+    kind, _, letter = name.rpartition("-")
+    for low, title in (("flatvel", "FlatVel"), ("curvevel", "CurveVel"), ("flatfault", "FlatFault"),
+                       ("curvefault", "CurveFault"), ("style", "Style")):
+        kind = kind.replace(low, title)
+    return f"{kind}-{letter.upper()}" if kind else name
 
 
 def describe_family(family: str) -> str:

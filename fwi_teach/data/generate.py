@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..physics import STABILITY_LIMIT, Acquisition, simulate, simulation_engine
 from .families import V_MAX_MPS, canonical_family, velocity_models
-from .layout import (MANIFEST_NAME, TEMP_SUFFIX, atomic_write_bytes, atomic_save_npy, family_layout,
-                     pair_names, read_manifest, read_npy_header, write_split_file)
+from ..runtime import atomic_save_npy, atomic_write_bytes, remove_stale_temporaries, resolve_device
+from .layout import MANIFEST_NAME, family_layout, pair_names, read_manifest, read_npy_header, write_split_file
 
 __all__ = ["generate_dataset", "plan_files", "BOUNDARY_CHOICES"]
 
@@ -193,6 +193,8 @@ def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500,
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     n_train, n_val, n_test, samples_per_file = int(n_train), int(n_val), int(n_test), int(samples_per_file)
+    if device is not None:
+        device = resolve_device(device)  # an unknown device or no GPU: an error before anything is written
     acquisition = Acquisition.openfwi() if acquisition is None else acquisition
     # Fail before anything is written if the survey cannot model 70 x 70 models up to 4500 m/s.
     acquisition.check_grid(70, 70)
@@ -213,8 +215,7 @@ def generate_dataset(family, root, n_train, n_val, seed=0, samples_per_file=500,
     dirs = [root] + ([root / "data", root / "model"] if family_layout(family) == "vel" else [])
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
-        for stale in d.glob(f".*{TEMP_SUFFIX}"):
-            stale.unlink()
+        remove_stale_temporaries(d)  # only those of writers that have ended
     old_stats = {f["index"]: f for f in (old or {}).get("files", []) if f.get("complete")}
     seis_shape = (acquisition.n_shots, acquisition.nt, acquisition.n_receivers)
     manifest = {"format": "fwi_teach-dataset", "format_version": 1, **settings, "layout": family_layout(family),

@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ..runtime import atomic_write_bytes
 from .families import FAMILIES
 
 __all__ = [
@@ -38,11 +38,9 @@ __all__ = [
     "family_layout",
     "pair_names",
     "read_npy_header",
+    "file_tree",
     "read_split_file",
     "write_split_file",
-    "atomic_write",
-    "atomic_write_bytes",
-    "atomic_save_npy",
     "read_manifest",
     "infer_family",
     "discover_pairs",
@@ -52,7 +50,6 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "fwi_teach.json"
-TEMP_SUFFIX = ".partial"
 #: Seismic-file group numbers G of the Fault families, by difficulty letter.
 FAULT_GROUPS = {"a": (2, 3, 4), "b": (6, 7, 8)}
 #: Official file counts and the last training file of a complete download.
@@ -159,12 +156,46 @@ def read_npy_header(path, check_size: bool = False) -> tuple[tuple[int, ...], np
     return shape, dtype
 
 
+def file_tree(root) -> str:
+    """A listing of the files under ``root``: relative path, size and, for ``.npy`` files, dtype and shape.
+
+    Parameters
+    ----------
+    root : str or Path
+        A folder, such as one generated data set.
+
+    Returns
+    -------
+    str
+        ``root``'s name, then one indented line per file in sorted order.
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a folder; pass the folder of a data set")
+    lines = [f"{root.name}/"]
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        extra = ""
+        if path.suffix == ".npy":
+            shape, dtype = read_npy_header(path)
+            extra = f"  {dtype} {shape}"
+        lines.append(f"  {path.relative_to(root).as_posix():<24}{path.stat().st_size / 1024:10.1f} KiB{extra}")
+    return "\n".join(lines)
+
+
 def read_split_file(path) -> list[tuple[Path, Path]]:
     """Parse a split file into ``(seismic, velocity)`` absolute paths.
 
     Blank lines and lines starting with ``#`` are skipped. Fields are separated
     by a tab (OpenFWI's convention); a line without a tab may use other
-    whitespace if it then has exactly two fields.
+    whitespace if it then has exactly two fields. A relative path is looked up
+    as OpenFWI's own loader does, against the working directory, and, where no
+    file is there, against the split file's folder (how this package writes them);
+    where both hold a different file, that is an error.
 
     Raises
     ------
@@ -185,39 +216,21 @@ def read_split_file(path) -> list[tuple[Path, Path]]:
                 f"{path}, line {lineno}: expected '<seismic path>\\t<velocity path>', got {raw!r}; "
                 "fix or delete that line"
             )
-        pairs.append(tuple(Path(f) if Path(f).is_absolute() else base / f for f in fields))
+        pairs.append(tuple(_split_entry(f, base) for f in fields))
     return pairs
 
 
-def atomic_write(path, write) -> None:
-    """Write a file via a temporary name in the same directory, then ``os.replace``.
-
-    ``write(fh)`` writes to a binary file handle; the data are flushed and synced
-    before the rename, and the temporary file is removed if anything fails, so
-    ``path`` is either the old file or the complete new one, never half-written.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda fh: fh.write(data))
-
-
-def atomic_save_npy(path, array: np.ndarray) -> None:
-    """``np.save`` to ``path`` atomically (see :func:`atomic_write`; byte-deterministic)."""
-    atomic_write(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
+def _split_entry(field: str, base: Path) -> Path:
+    """A split file's path: absolute as written; relative, against the working directory, else ``base``."""
+    path = Path(field)
+    if path.is_absolute():
+        return path
+    here, there = (Path.cwd() / path).resolve(), base / path
+    if here.exists() and there.exists() and not here.samefile(there):
+        raise ValueError(f"the split file entry {field!r} names two files: {here} (from the working directory, as "
+                         f"OpenFWI reads it) and {there} (beside the split file); write absolute paths, or run "
+                         f"from the folder the paths are relative to")
+    return here if here.exists() else there
 
 
 def write_split_file(path, pairs) -> None:

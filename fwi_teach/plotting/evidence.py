@@ -1,0 +1,173 @@
+"""Figures of the evidence: comparisons with confidence intervals, references, learning curves, predictions.
+
+Each function takes a results folder (:class:`fwi_teach.experiments.results.ReferenceResults`) or the
+claims of :func:`fwi_teach.experiments.claims.evaluate_claims` and returns the
+:class:`matplotlib.figure.Figure` it drew.
+
+=============================  ============================================================
+:func:`plot_claim`              every comparison of a claim: mean difference and 95 % CI
+:func:`plot_with_references`    models on their test sets with CIs, beside the mean map
+                                and the zero-shot PFM
+:func:`plot_histories`          training and validation loss per epoch (mean over seeds)
+:func:`plot_predictions`        test samples: truth, mean map, and the models' predictions
+=============================  ============================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .style import KIND_COLOURS, KIND_LABELS, OUTCOME_COLOURS
+
+__all__ = ["plot_claim", "plot_with_references", "plot_histories", "plot_predictions"]
+
+
+def _as_dict(c):
+    return c if isinstance(c, dict) else c.to_dict()
+
+
+def plot_claim(claim, title=None, context=True):
+    """Horizontal error bars: each comparison's mean difference with its 95 % CI.
+
+    Green: won (CI on the claimed side), red: lost, grey: tied; hollow markers are not
+    counted (a model did not learn) or reference comparisons (the zero-shot PFM). MAE
+    differences are drawn with their sign flipped, so right is always "first model better".
+
+    Parameters
+    ----------
+    claim : fwi_teach.experiments.claims.Claim
+    title : str, optional
+    context : bool
+        Also draw the reference comparisons.
+    """
+    import matplotlib.pyplot as plt
+
+    comps = [(_as_dict(c), False) for c in claim.comparisons if _as_dict(c)["metric"] in ("mae", "rmse", "ssim")]
+    if context:
+        comps += [(_as_dict(c), True) for c in claim.context]
+    if not comps:
+        raise ValueError(f"claim {claim.label} has no comparison with a confidence interval to draw")
+    fig, ax = plt.subplots(figsize=(8.5, 0.32 * len(comps) + 1.3), constrained_layout=True)
+    for i, (c, ref) in enumerate(comps):
+        flip = -1.0 if c["metric"] in ("mae", "rmse") else 1.0
+        mean, low, high = flip * c["mean"], *sorted((flip * c["low"], flip * c["high"]))
+        colour = "tab:blue" if ref else OUTCOME_COLOURS.get(c["outcome"], "0.45")
+        hollow = ref or not c.get("counted", True)
+        ax.errorbar(mean, i, xerr=[[mean - low], [high - mean]], fmt="o", color=colour, capsize=3,
+                    mfc="white" if hollow else colour)
+        tag = "reference" if ref else c["outcome"] + ("" if c.get("counted", True) else ", not counted")
+        ax.text(1.01, i, f"{c['metric'].upper()}  {tag}", transform=ax.get_yaxis_transform(), fontsize=7,
+                va="center")
+    ax.axvline(0, color="black", lw=0.8)
+    thresholds = {c["threshold"] for c, _ in comps if c.get("threshold")}
+    for t in thresholds:
+        ax.axvline(t, color="tab:red", lw=0.8, ls="--")
+    ax.set_yticks(range(len(comps)), [c["label"] for c, _ in comps], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("difference, first model minus second (MAE sign flipped: right = first model better)")
+    ax.set_title(title or f"Claim {claim.label}: {claim.verdict}", fontsize=10)
+    return fig
+
+
+def _mean_ci(values):
+    from ..evaluation.stats import paired_interval
+
+    ci = paired_interval(values)
+    return ci.mean, ci.low, ci.high
+
+
+def plot_with_references(results, families, kinds, metric="ssim", title=None):
+    """Each model on its own family's test set, with 95 % CIs, beside the references.
+
+    Bars: the mean over seeds and test samples of ``metric`` for each kind (the model
+    trained / fine-tuned on the family; "pfm" is the one shared model, zero-shot on
+    families it was not pretrained on), the training-mean map as a black bar; error bars
+    are bootstrap CIs of the mean (samples and seeds). Kinds not trained on a family are
+    left out.
+    """
+    import matplotlib.pyplot as plt
+
+    index = results.per_sample
+    entries = list(kinds) + ["mean-map"]
+    fig, ax = plt.subplots(figsize=(1.5 * len(families) + 2.5, 3.4), constrained_layout=True)
+    x, width = np.arange(len(families)), 0.8 / len(entries)
+    for k, kind in enumerate(entries):
+        xs, ys, errs = [], [], [[], []]
+        for j, fam in enumerate(families):
+            model = kind if kind == "pfm" else f"{kind}:{fam}"
+            if not index.has(model, fam):
+                continue
+            mean, low, high = _mean_ci(index.values(model, fam, metric))
+            xs.append(x[j] + (k - (len(entries) - 1) / 2) * width)
+            ys.append(mean)
+            errs[0].append(mean - low)
+            errs[1].append(high - mean)
+        ax.bar(xs, ys, width, yerr=errs, capsize=2, color=KIND_COLOURS.get(kind, "0.5"),
+               label=KIND_LABELS.get(kind, kind), alpha=0.9)
+    from ..data.families import family_title
+
+    ax.set_xticks(x, [family_title(f) for f in families], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"{metric.upper()} on the test split ({'higher' if metric == 'ssim' else 'lower'} is better)")
+    if metric == "ssim":
+        ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, ncol=len(entries), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    ax.set_title(title or f"{metric.upper()} with 95 % CIs, beside the training-mean map", fontsize=10)
+    return fig
+
+
+def plot_histories(results, models, title=None):
+    """Training (dashed) and validation (solid) loss per epoch of ``models``, mean over seeds.
+
+    ``models`` are names as in the per-sample table (``"pfm"``, ``"baseline:flatvel-a"``
+    ...), at full data.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.4), constrained_layout=True)
+    for i, model in enumerate(models):
+        rows = [h for h in results.histories if h["model"] == model and float(h["fraction"]) == 1.0]
+        if not rows:
+            raise KeyError(f"no learning history of {model} in {results.folder}")
+        epochs = sorted({int(h["epoch"]) for h in rows})
+        colour = f"C{i}"
+        for key, style in (("train_loss", "--"), ("val_loss", "-")):
+            ys = [np.mean([h[key] for h in rows if int(h["epoch"]) == e and h[key] is not None]) for e in epochs]
+            ax.plot(epochs, ys, style, color=colour, label=f"{model} ({key.split('_')[0]})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("L1 loss (normalised velocity)")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "Learning curves (mean over seeds)", fontsize=10)
+    return fig
+
+
+def plot_predictions(results, family, kinds=("baseline", "pfm", "fft", "lora"), n=3, title=None):
+    """Test samples of ``family``: truth, training-mean map and each kind's prediction (m/s).
+
+    From ``predictions.npz`` of the results folder (the smallest seed's models).
+    """
+    import matplotlib.pyplot as plt
+
+    from ..evaluation.metrics import VELOCITY_SCALE_MPS
+
+    pred = results.predictions()
+    truth = pred.get(f"{family}/truth")
+    if truth is None:
+        raise KeyError(f"{results.folder} holds no predictions for {family}")
+    columns = [("truth", truth), ("mean-map", np.repeat(pred[f"{family}/mean-map"][None], len(truth), 0))]
+    columns += [(k, pred[f"{family}/{k}"]) for k in kinds if f"{family}/{k}" in pred]
+    n = min(n, len(truth))
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.7 * len(columns), 1.7 * n + 0.5), squeeze=False,
+                             constrained_layout=True)
+    for i in range(n):
+        for j, (name, maps) in enumerate(columns):
+            ax = axes[i, j]
+            im = ax.imshow(3000 + VELOCITY_SCALE_MPS * maps[i], cmap="viridis", vmin=1500, vmax=4500)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title("truth" if name == "truth" else KIND_LABELS.get(name, name), fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="velocity (m/s)")
+    from ..data.families import family_title
+
+    fig.suptitle(title or f"{family_title(family)}: test samples and predictions", fontsize=10)
+    return fig
