@@ -65,6 +65,19 @@ def _holder(lock: Path) -> str | None:
         return ""
 
 
+def _wait(folder, lock: Path, pid: str, start: float, wait: bool, timeout_s, poll_s: float, told: bool) -> bool:
+    """Another live process holds ``lock``: raise :class:`LockTimeout` if the caller will not wait (longer),
+    else say so once, sleep ``poll_s`` and return True (it has been told)."""
+    if not wait or (timeout_s is not None and time.monotonic() - start >= timeout_s):
+        raise LockTimeout(f"run {Path(folder).name!r} is being trained by process {pid} (lock {lock}); "
+                          "wait for it to finish, or stop that process")
+    if not told:
+        print(f"fwi_teach: run {Path(folder).name!r} is being trained by process {pid}; waiting for it to finish "
+              f"(lock {lock})", file=sys.stderr, flush=True)
+    time.sleep(poll_s)
+    return True
+
+
 def _flock(lock: Path, folder, wait, timeout_s, poll_s):
     """Take ``fcntl.flock`` on ``lock``; returns the open file (keep it open to hold the lock)."""
     fh = open(lock, "a+")
@@ -76,15 +89,11 @@ def _flock(lock: Path, folder, wait, timeout_s, poll_s):
         except BlockingIOError:
             fh.seek(0)
             pid = fh.read().strip().split(":", 1)[0] or "another process"
-            if not wait or (timeout_s is not None and time.monotonic() - start >= timeout_s):
+            try:
+                told = _wait(folder, lock, pid, start, wait, timeout_s, poll_s, told)
+            except LockTimeout:
                 fh.close()
-                raise LockTimeout(f"run {Path(folder).name!r} is being trained by process {pid} (lock {lock}); "
-                                  "wait for it to finish, or stop that process") from None
-            if not told:
-                print(f"fwi_teach: run {Path(folder).name!r} is being trained by process {pid}; waiting for it to "
-                      f"finish (lock {lock})", file=sys.stderr, flush=True)
-                told = True
-            time.sleep(poll_s)
+                raise
     fh.seek(0)
     fh.truncate()
     fh.write(process_fingerprint())
@@ -142,16 +151,7 @@ def run_lock(folder, wait: bool = True, timeout_s: float | None = None, poll_s: 
             if _holder(lock) == holder:
                 lock.unlink(missing_ok=True)
             continue
-        pid = holder.split(":", 1)[0]
-        waited = time.monotonic() - start
-        if not wait or (timeout_s is not None and waited >= timeout_s):
-            raise LockTimeout(f"run {Path(folder).name!r} is being trained by process {pid} (lock {lock}); "
-                              "wait for it to finish, or stop that process") from None
-        if not told:
-            print(f"fwi_teach: run {Path(folder).name!r} is being trained by process {pid}; waiting for it to "
-                  f"finish (lock {lock})", file=sys.stderr, flush=True)
-            told = True
-        time.sleep(poll_s)
+        told = _wait(folder, lock, holder.split(":", 1)[0], start, wait, timeout_s, poll_s, told)
     try:
         yield lock
     finally:
