@@ -207,22 +207,25 @@ def load_model(spec, profile, cache_dir=None, seed=0, fraction=1.0):
     if not weights.exists():
         raise FileNotFoundError(f"{weights} does not exist: train the model first, e.g. "
                                 f"`{train_command(kind, family, p, seed, fraction)}`")
-    model = network(p)
-    pfm_folder = profile_dir(p, cache_dir) / "models" / run_name("pfm", seed=seed)
-    for run_folder, run_kind, run_family, share in ((folder, kind, family, fraction), (pfm_folder, "pfm", None, 1.0)):
-        advice = f"train it again with `{train_command(run_kind, run_family, p, seed, share)} --force`"
-        verify_checksums(run_folder, advice)
+    def advice(run_kind, run_family, share):
+        return f"train it again with `{train_command(run_kind, run_family, p, seed, share)} --force`"
+
+    def checked_weights(model, run_folder, fix):
+        verify_checksums(run_folder, fix)
         try:
-            if run_kind != "lora":
-                load_weights(model, run_folder / "model.pt")
+            return load_weights(model, run_folder / "model.pt")
         except CorruptFileError as err:
-            raise CorruptFileError(f"{err}. To replace it, {advice}") from None
-        if kind != "lora":
-            return model.eval()
+            raise CorruptFileError(f"{err}. To replace it, {fix}") from None
+
+    if kind != "lora":
+        return checked_weights(network(p), folder, advice(kind, family, fraction)).eval()
     from ..models import check_adapter, load_peft_adapter
 
-    check_adapter(model, weights, spec)
-    return load_peft_adapter(model, weights).eval()
+    pfm = checked_weights(network(p), profile_dir(p, cache_dir) / "models" / run_name("pfm", seed=seed),
+                          advice("pfm", None, 1.0))
+    verify_checksums(folder, advice(kind, family, fraction))
+    check_adapter(pfm, weights, spec)
+    return load_peft_adapter(pfm, weights).eval()
 
 
 def train_command(kind, family, profile, seed=0, fraction=1.0) -> str:
