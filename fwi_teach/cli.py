@@ -190,6 +190,46 @@ def _run_reproduce(args) -> int:
     return 0
 
 
+def _run_physics_loop(args) -> int:
+    from .experiments.physics_loop import TRUTH, loop_config
+    from .experiments.physics_results import export_physics_loop, load_physics_loop
+    from .experiments.reproduce import check_seeds
+
+    seeds = check_seeds(args.seeds if args.seeds is not None else [args.seed])
+    print(f"physics loop at profile {args.profile!r}: {loop_config(args.profile).describe()}", flush=True)
+    folder = export_physics_loop(args.profile, args.results_dir, args.cache_dir, seeds, args.device, args.data_dir,
+                                 progress=not args.no_progress)
+    res = load_physics_loop(args.profile, folder.parent.parent)
+    print("relative L2 data misfit of the test predictions (mean and 95 % CI over samples and seeds):")
+    for r in res["data_misfit_summary"]:
+        note = "  (the simulator's floor)" if r["model"] == TRUTH else ""
+        print(f"  {r['eval_family']:<13} {r['model']:<9} {r['data_misfit']:.3f} "
+              f"[{r['data_misfit_low']:.3f}, {r['data_misfit_high']:.3f}]{note}")
+    if res["hybrid_summary"]:
+        print("hybrid FWI, model RMSE in m/s at the start and after the last iteration (95 % CI):")
+    for r in res["hybrid_summary"]:
+        a, b = r["start_model_rmse_mps"], r["final_model_rmse_mps"]
+        print(f"  {r['start']:<15} {a['mean']:6.0f} -> {b['mean']:6.0f} [{b['low']:.0f}, {b['high']:.0f}] "
+              f"after {r['n_iterations']} iterations ({r['n_samples']} samples)")
+    print(f"results: {folder}")
+    return 0
+
+
+@subcommand
+def _add_physics_loop(subparsers) -> None:
+    text = ("close the loop with physics: the data misfit of every reference model's test predictions, and "
+            "classical multiscale FWI started from a smoothed truth, the mean map and the networks' predictions; "
+            "writes RESULTS_DIR/PROFILE/physics_loop")
+    p = subparsers.add_parser("physics-loop", help=text.split(":")[0], description=text[0].upper() + text[1:]
+                              + ". Trains missing models first; every inversion is cached, so rerun it to continue.")
+    p.add_argument("--results-dir", default=None,
+                   help="where PROFILE/physics_loop goes (default: $FWI_TEACH_RESULTS or the repository's results/)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
+                   help="training seeds of the models (default: --seed); hybrid FWI uses the first")
+    _experiment_arguments(p)
+    p.set_defaults(func=_run_physics_loop)
+
+
 @subcommand
 def _add_reproduce(subparsers) -> None:
     text = ("run every experiment of the paper at one profile (data, PFM, baselines, FFT and LoRA, OOD matrix, "

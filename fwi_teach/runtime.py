@@ -24,7 +24,7 @@ from pathlib import Path
 
 __all__ = ["DEVICES", "resolve_device", "resolve_cache_dir", "find_book_root", "CorruptFileError", "load_tensors",
            "process_fingerprint", "process_alive", "TEMP_SUFFIX", "atomic_write", "atomic_write_bytes", "atomic_save_npy",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "display_path"]
 
 #: Device names the command line and the book's parameters accept (``cuda:N`` too).
 DEVICES = ("auto", "cpu", "cuda")
@@ -100,6 +100,30 @@ def find_book_root(start=None) -> Path:
         f"no _config.yml and _toc.yml found above {[str(s) for s in starts]}; run from a clone "
         "of the fwi_teach repository or pass its path with --root"
     )
+
+
+def display_path(path, cache_dir=None) -> str:
+    """A path as a page of the book prints it, without naming the build machine's folders.
+
+    Under the cache (``cache_dir``, resolved as :func:`resolve_cache_dir` does) it is
+    written ``<cache>/...``; under the repository, relative to it; under the home folder,
+    ``~/...``; anything else unchanged. ``display_path(cache)`` itself is ``<cache>`` when
+    the cache is not the default ``~/.cache/fwi_teach``, which is written as such.
+    """
+    p = Path(path).expanduser().resolve()
+    cache = resolve_cache_dir(cache_dir)
+    default = (Path.home() / ".cache" / "fwi_teach").resolve()
+    bases = [(cache, "~/.cache/fwi_teach" if cache == default else "<cache>")]
+    try:
+        bases.append((find_book_root(), "."))
+    except FileNotFoundError:
+        pass
+    bases.append((Path.home().resolve(), "~"))
+    for base, label in bases:
+        if p == base or base in p.parents:
+            rest = p.relative_to(base).as_posix()
+            return label if rest == "." else f"{label}/{rest}"
+    return str(p)
 
 
 class CorruptFileError(ValueError):

@@ -15,6 +15,7 @@ from ..data.families import family_title
 from ..runtime import atomic_write_bytes
 from ..evaluation.evidence import VERDICTS
 from .claims import BASELINE_TARGETS
+from .physics_results import load_physics_loop, readme_lines
 from .results import ReferenceResults
 
 __all__ = ["README_START", "README_END", "readme_block", "update_readme", "PERFORMANCE_START", "PERFORMANCE_END",
@@ -54,8 +55,11 @@ def readme_block(results: ReferenceResults | None) -> str:
         lines[-1] += (f" The FlatVel-A baseline reaches SSIM {fva['ssim']:.3f} (mean map {fva['mean_map_ssim']:.3f}; "
                       f"OpenFWI's published InversionNet {fva['openfwi_ssim']:.4f} with {fva['openfwi_n_train']:,} "
                       f"training samples and {fva['openfwi_epochs']} epochs).")
+    loop = load_physics_loop(results.profile, Path(results.folder).parent) if results.folder else None
+    for line in readme_lines(loop):
+        lines += ["", line]
     lines += ["", f"Files: `results/{results.profile}/` (tables as CSV and JSON, per-sample test metrics, "
-                  "`summary.md`, `figures/`).", "", README_END]
+                  "`summary.md`, `figures/`" + (", `physics_loop/`" if loop else "") + ").", "", README_END]
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from .claims import claims_markdown, evaluate_claims, openfwi_comparison
 from ..evaluation.evidence import MEAN_MAP
 from .costs import stage_seconds
 from .profiles import LOW_DATA_METHODS, METHODS, get_profile
-from .results import (PER_SAMPLE_FILE, PREDICTIONS_FILE, RAW_TABLES, RESULTS_FORMAT, ReferenceResults,
+from .results import (PER_SAMPLE_FILE, PHYSICS_LOOP_DIR, PREDICTIONS_FILE, RAW_TABLES, RESULTS_FORMAT, ReferenceResults,
                       check_mergeable, default_results_dir, load_reference_results, per_sample_bytes,
                       read_predictions, round_metrics)
 
@@ -253,6 +253,8 @@ def _write_folder(final: Path, ref: ReferenceResults, tables: dict, per_sample: 
 
         ref.folder = tmp
         save_reference_figures(ref, tmp / "figures")
+    if (final / PHYSICS_LOOP_DIR).is_dir():  # exported on its own (physics_results): keep it
+        shutil.copytree(final / PHYSICS_LOOP_DIR, tmp / PHYSICS_LOOP_DIR)
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
     if final.exists():
         final.rename(old)

@@ -47,6 +47,8 @@ RESULTS_FORMAT = 2
 RAW_TABLES = ("runs", "matrix", "lowdata", "timings", "histories")
 PER_SAMPLE_FILE = "per_sample.csv.gz"
 PREDICTIONS_FILE = "predictions.npz"
+#: Sub-folder with the physics loop (:mod:`fwi_teach.experiments.physics_results`), written on its own.
+PHYSICS_LOOP_DIR = "physics_loop"
 _PER_SAMPLE_COLUMNS = ("model", "fraction", "eval_family", "split", "seed", "sample", "mae", "rmse", "ssim")
 _METRIC_KEYS = ("mae", "rmse", "ssim", "mae_mps", "rmse_mps")
 

@@ -62,7 +62,70 @@ from .boundaries import BOUNDARIES, damping_field
 from .stencil import HALO, NEIGHBOUR_RATIO, STABILITY_LIMIT, segment_autograd, segment_in_place, update_coefficients
 from .survey import Acquisition
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "propagation_coefficients", "grid_index"]
+
+#: Padding of each boundary in cells: the sponges of :data:`BOUNDARIES`, and ``"none"`` (no
+#: padding, no damping: the model's edges reflect), which only wavefield snapshots offer.
+PADDING_CELLS = {**BOUNDARIES, "none": 0}
+
+
+def propagation_coefficients(velocity: torch.Tensor, acquisition: Acquisition, boundary: str,
+                             boundary_velocity_mps: float | None = None):
+    """Coefficients of the time step on the padded grid, and the source amplitudes, of a batch.
+
+    The one place where a velocity model becomes the update
+    ``p+ = a p - b p- + r' (S1 + c S2)`` of :mod:`fwi_teach.physics.stencil`:
+    :func:`simulate` and :func:`fwi_teach.physics.wavefield.wavefield_snapshots`
+    both step with these.
+
+    Parameters
+    ----------
+    velocity : torch.Tensor
+        Velocity in m/s, ``(N, nz, nx)``.
+    acquisition : Acquisition
+        Survey (its sources, ``dt_s`` and ``dx_m`` are used).
+    boundary : {"thin", "openfwi", "none"}
+        Sponge; ``"none"`` pads nothing and damps nothing.
+    boundary_velocity_mps : float, optional
+        Reference velocity of the damping; default each model's minimum
+        (``"openfwi"``) or maximum (``"thin"``).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``a, b, r'``, each ``(N, 1, nz + 2 nbc, nx + 2 nbc)``, and the source
+        amplitudes ``(v dt)^2`` at the sources, ``(N, n_shots)`` (OpenFWI injects
+        ``(v dt)^2 w(t)``).
+    """
+    n, nz, nx = velocity.shape
+    nbc = PADDING_CELLS[boundary]
+    vp = F.pad(velocity[:, None], (nbc, nbc, nbc, nbc), mode="replicate")
+    if nbc == 0:
+        damping = torch.zeros_like(velocity.detach())
+    else:
+        if boundary_velocity_mps is None:
+            vd = velocity.detach()
+            v_ref = vd.amin((1, 2)) if boundary == "openfwi" else vd.amax((1, 2))
+        else:
+            v_ref = torch.full((n,), float(boundary_velocity_mps), dtype=velocity.dtype, device=velocity.device)
+        damping = damping_field(v_ref, nz, nx, nbc, acquisition.dx_m, boundary)
+    coef_a, coef_b, coef_r = update_coefficients(vp, damping[:, None], acquisition.dt_s, acquisition.dx_m,
+                                                 boundary)
+    rows = torch.tensor([r for r, _ in acquisition.source_locations], device=velocity.device)
+    cols = torch.tensor([c for _, c in acquisition.source_locations], device=velocity.device)
+    src_amp = (velocity[:, rows, cols] * acquisition.dt_s) ** 2
+    return coef_a, coef_b, coef_r, src_amp
+
+
+def grid_index(locations, nx: int, nbc: int, halo: int, device=None) -> torch.Tensor:
+    """Indices of ``(row, column)`` model cells in a flattened padded field.
+
+    The field has ``nbc`` sponge cells and then ``halo`` zero cells on each side,
+    so its rows are ``nx + 2 nbc + 2 halo`` cells long.
+    """
+    rows = torch.tensor([r for r, _ in locations], device=device)
+    cols = torch.tensor([c for _, c in locations], device=device)
+    return (rows + nbc + halo) * (nx + 2 * nbc + 2 * halo) + cols + nbc + halo
 
 
 def _as_velocity_tensor(velocity_mps, device) -> tuple[torch.Tensor, bool, bool]:
@@ -195,16 +258,8 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
         batch_size = 64 if v.device.type == "cuda" else (8 if use_compiled and engines.native_ok(v) else 4)
 
     nbc, h = BOUNDARIES[boundary], HALO
-    rows = torch.tensor([r for r, _ in acq.source_locations], device=v.device)
-    cols = torch.tensor([c for _, c in acq.source_locations], device=v.device)
-    rec_rows = torch.tensor([r for r, _ in acq.receiver_locations], device=v.device)
-    rec_cols = torch.tensor([c for _, c in acq.receiver_locations], device=v.device)
-
-    def flat_index(r, c, halo):  # index into a flattened field with a zero halo of `halo` cells
-        return (r + nbc + halo) * (nx + 2 * nbc + 2 * halo) + c + nbc + halo
-
-    src_flat = {k: flat_index(rows, cols, k) for k in (0, h)}
-    rec_flat = {k: flat_index(rec_rows, rec_cols, k) for k in (0, h)}
+    src_flat = {k: grid_index(acq.source_locations, nx, nbc, k, v.device) for k in (0, h)}
+    rec_flat = {k: grid_index(acq.receiver_locations, nx, nbc, k, v.device) for k in (0, h)}
 
     outputs = []
     bar = tqdm(total=nmod, desc=f"simulate ({boundary})", unit="model", disable=not progress)
@@ -215,14 +270,7 @@ def simulate(velocity_mps, acquisition: Acquisition | None = None, boundary: str
         if use_compiled and not use_native and n_real < int(batch_size):  # one torch.compile shape for every call
             vb = torch.cat([vb, vb[-1:].expand(int(batch_size) - n_real, -1, -1)])  # pad with copies
         n = vb.shape[0]
-        vp = F.pad(vb[:, None], (nbc, nbc, nbc, nbc), mode="replicate")
-        if boundary_velocity_mps is None:
-            v_ref = (vb.detach().amin((1, 2)) if boundary == "openfwi" else vb.detach().amax((1, 2)))
-        else:
-            v_ref = torch.full((n,), float(boundary_velocity_mps), dtype=vb.dtype, device=vb.device)
-        damping = damping_field(v_ref, nz, nx, nbc, acq.dx_m, boundary)
-        coef_a, coef_b, coef_r = update_coefficients(vp, damping[:, None], acq.dt_s, acq.dx_m, boundary)
-        src_amp = (vb[:, rows, cols] * acq.dt_s) ** 2  # (n, S): OpenFWI injects (v dt)^2 w(t)
+        coef_a, coef_b, coef_r, src_amp = propagation_coefficients(vb, acq, boundary, boundary_velocity_mps)
         src_index = (torch.arange(n, device=v.device)[:, None].expand(n, acq.n_shots),
                      torch.arange(acq.n_shots, device=v.device)[None, :].expand(n, acq.n_shots))
         halo = 0 if needs_grad else h  # the in-place path keeps a zero halo

@@ -63,14 +63,17 @@ def plot_model_comparison(results, families, kinds, metrics=("mae", "rmse", "ssi
     return fig
 
 
-def plot_evaluation_matrix(rows, metric="ssim", title=None, scale=1.0, fmt="{:.2f}", label=None):
+def plot_evaluation_matrix(rows, metric="ssim", title=None, scale=1.0, fmt="{:.2f}", label=None,
+                           figsize=None, fontsize=9):
     """Heat map of every model (rows) on every family's test set (columns).
 
     Cells a model was trained on are outlined in black, sets seen only in pretraining in
     grey; the rest are out of distribution. ``rows`` are those of the evaluation matrix
     (:func:`fwi_teach.experiments.evaluation_matrix`). Values are multiplied by ``scale``
     (1500 turns normalised MAE / RMSE into m/s), written with ``fmt`` and the colour bar
-    is labelled ``label`` (default: the metric's name).
+    is labelled ``label`` (default: the metric's name). ``figsize`` defaults to the page
+    width (10 inches) and 0.36 inches per model; ``fontsize`` (points) sets the numbers in
+    the cells and the tick labels, so that a 19 x 10 matrix stays legible on the page.
     """
     import matplotlib.pyplot as plt
 
@@ -82,7 +85,8 @@ def plot_evaluation_matrix(rows, metric="ssim", title=None, scale=1.0, fmt="{:.2
     cell = {(r["model"], r["eval_family"]): r for r in rows}
     values = np.array([[cell[(m, f)][metric] * scale if (m, f) in cell else np.nan for f in families]
                        for m in models])
-    fig, ax = plt.subplots(figsize=(0.9 * len(families) + 3, 0.38 * len(models) + 1.8), constrained_layout=True)
+    figsize = figsize or (10.0, 0.36 * len(models) + 2.4)
+    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
     im = ax.imshow(values, cmap="viridis" if metric == "ssim" else "viridis_r", aspect="auto")
     middle = (np.nanmax(values) + np.nanmin(values)) / 2
     for i, m in enumerate(models):
@@ -91,17 +95,20 @@ def plot_evaluation_matrix(rows, metric="ssim", title=None, scale=1.0, fmt="{:.2
                 continue
             v = values[i, j]
             dark = (v < middle) == (metric == "ssim")
-            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6.5, color="white" if dark else "black")
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=fontsize,
+                    color="white" if dark else "black")
             rel = cell[(m, f)]["relation"]
             if rel in ("train", "pretrain"):
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=1.4,
                                            edgecolor="black" if rel == "train" else "0.6"))
-    ax.set_xticks(range(len(families)), families, rotation=40, ha="right", fontsize=8)
-    ax.set_yticks(range(len(models)), models, fontsize=8)
-    ax.set_xlabel("test set")
-    fig.colorbar(im, ax=ax, label=label or metric.upper())
+    ax.set_xticks(range(len(families)), families, rotation=40, ha="right", fontsize=fontsize)
+    ax.set_yticks(range(len(models)), models, fontsize=fontsize)
+    ax.set_xlabel("test set", fontsize=fontsize + 1)
+    bar = fig.colorbar(im, ax=ax)
+    bar.set_label(label or metric.upper(), fontsize=fontsize + 1)
+    bar.ax.tick_params(labelsize=fontsize)
     ax.set_title(title or f"{metric.upper()} of every model on every test set (black: trained on it, "
-                          "grey: seen in pretraining)", fontsize=9)
+                          "grey: seen in pretraining)", fontsize=fontsize + 1)
     return fig
 
 
@@ -113,7 +120,7 @@ def plot_low_data(rows, metric="ssim", title=None):
     if not rows:
         raise ValueError("rows is empty; pass the rows of a low-data sweep")
     families = list(dict.fromkeys(r["train_family"] for r in rows))
-    fig, axes = plt.subplots(1, len(families), figsize=(3.8 * len(families), 3.2), squeeze=False,
+    fig, axes = plt.subplots(1, len(families), figsize=(min(3.8 * len(families), 10.0), 3.4), squeeze=False,
                              sharey=True, constrained_layout=True)
     for ax, fam in zip(axes[0], families):
         for method in dict.fromkeys(r["method"] for r in rows):
@@ -122,29 +129,46 @@ def plot_low_data(rows, metric="ssim", title=None):
             ax.plot([100 * x for x, _ in pts], [y for _, y in pts], "o-", label=KIND_LABELS.get(method, method),
                     color=KIND_COLOURS.get(method))
         ax.set_title(fam, fontsize=10)
-        ax.set_xlabel("share of the training set (%)")
-    axes[0, 0].set_ylabel(METRIC_TITLES[metric])
-    axes[0, 0].legend(fontsize=8)
+        ax.set_xlabel("share of the training set (%)", fontsize=9)
+        ax.tick_params(labelsize=9)
+    axes[0, 0].set_ylabel(METRIC_TITLES[metric], fontsize=9)
+    axes[0, 0].legend(fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
 
 
-def plot_openfwi_comparison(rows, title=None):
-    """Bars of our baseline SSIM next to OpenFWI's published InversionNet SSIM, per family."""
+def plot_openfwi_comparison(rows, title=None, figsize=None, fontsize=9):
+    """Bars of our baseline SSIM next to OpenFWI's published InversionNet SSIM, per family.
+
+    ``rows`` are those of :func:`fwi_teach.experiments.claims.openfwi_comparison`. Where
+    they carry the training-mean map's SSIM (``mean_map_ssim``), its bar is drawn between
+    the two, so that the reader sees how far above a structureless prediction each model
+    is. ``figsize`` defaults to the page width (10 inches); ``fontsize`` (points) sets the
+    tick labels, legend and axis label.
+    """
     import matplotlib.pyplot as plt
+
+    from ..data.families import family_title
 
     if not rows:
         raise ValueError("rows is empty; pass fwi_teach.experiments.claims.openfwi_comparison(results)")
     fams = [r["family"] for r in rows]
-    x = np.arange(len(fams))
-    fig, ax = plt.subplots(figsize=(0.8 * len(fams) + 3, 3.3), constrained_layout=True)
-    ax.bar(x - 0.2, [r["ssim"] for r in rows], 0.4, color="tab:gray", label="this course (baseline)")
-    ax.bar(x + 0.2, [r["openfwi_ssim"] for r in rows], 0.4, color="tab:purple", label="OpenFWI, published")
-    ax.set_xticks(x, fams, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("SSIM")
-    ax.legend(fontsize=8)
-    ax.set_title(title or "Task-specific InversionNet: this course vs OpenFWI", fontsize=10)
+    bars = [("ssim", KIND_COLOURS["baseline"], "this course (baseline)")]
+    if all(r.get("mean_map_ssim") is not None for r in rows):
+        bars.append(("mean_map_ssim", KIND_COLOURS["mean-map"], KIND_LABELS["mean-map"]))
+    bars.append(("openfwi_ssim", "tab:purple", "OpenFWI, published"))
+    x, width = np.arange(len(fams)), 0.8 / len(bars)
+    fig, ax = plt.subplots(figsize=figsize or (10.0, 3.8), constrained_layout=True)
+    for k, (key, colour, label) in enumerate(bars):
+        ax.bar(x + (k - (len(bars) - 1) / 2) * width, [r[key] for r in rows], width, color=colour,
+               label=label)
+    ax.set_xticks(x, [family_title(f) for f in fams], rotation=30, ha="right", fontsize=fontsize)
+    ax.tick_params(axis="y", labelsize=fontsize)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("SSIM on the test split", fontsize=fontsize)
+    ax.legend(fontsize=fontsize, ncol=len(bars), loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    ax.set_title(title or "Task-specific InversionNet: this course vs OpenFWI", fontsize=fontsize + 1)
     return fig
 
 
