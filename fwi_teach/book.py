@@ -38,6 +38,34 @@ STAGED_PATHS = ("_config.yml", "_toc.yml", "references.bib", "book")
 DEFAULT_TIMEOUT_S = 3600
 
 
+def glue(name, value, display=False):
+    """Store ``value`` under ``name`` for the page's prose, and return ``value``.
+
+    A chapter computes a number in a code cell and its Markdown cites it with
+    ``{glue:text}`name:.3f``` (MyST-NB's glue), so no number in the prose is typed by
+    hand. Where MyST-NB is not installed (a Colab runtime) nothing is stored and the
+    prose shows the role as written.
+
+    Parameters
+    ----------
+    name : str
+        Key, unique within the page.
+    value : object
+        Number, string or figure to store.
+    display : bool, optional
+        Also show ``value`` in the cell's output (default False).
+    """
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        return value
+    import numpy as np
+
+    # a numpy scalar would be stored as its repr, 'np.float64(0.3)', which {glue:text}`k:.2f` cannot format
+    _glue(name, value.item() if isinstance(value, np.generic) else value, display=display)
+    return value
+
+
 class ChapterExecutionError(RuntimeError):
     """A chapter notebook raised an error while papermill executed it."""
 
@@ -130,6 +158,27 @@ def stage_sources(root, staging_dir, refresh_notebooks=()):
             shutil.copy2(path, dest)
 
 
+def hide_injected_parameters(path):
+    """Tag papermill's ``injected-parameters`` cell of an executed notebook ``remove-cell``.
+
+    That cell repeats the parameters with this build's values (``cache_dir`` is a path of
+    the build machine), so the rendered page shows the notebook's own ``parameters`` cell
+    only. Returns the number of cells tagged.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    tagged = 0
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+            tagged += 1
+    if tagged:
+        nbformat.write(nb, str(path))
+    return tagged
+
+
 def execute_chapters(profile=None, cache_dir=None, chapters=None, output_dir=None,
                      timeout_s=DEFAULT_TIMEOUT_S, seed=0, device="auto", data_dir="", root=None,
                      progress=None):
@@ -215,6 +264,7 @@ def execute_chapters(profile=None, cache_dir=None, chapters=None, output_dir=Non
                     what = f"could not be executed: {type(err).__name__}: {err}"
                 raise ChapterExecutionError(f"chapter {doc}.ipynb {what}\nThe partly executed "
                                             f"notebook, if any, is {failed}") from err
+            hide_injected_parameters(running)
             os.replace(running, dest)
             dest.with_name(f"{dest.stem}.failed.ipynb").unlink(missing_ok=True)
             timings[doc] = time.perf_counter() - start

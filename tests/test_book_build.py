@@ -61,6 +61,60 @@ def test_notebooks_import_their_logic_from_the_package(path):
     assert not extra, f"{path.name} defines {sorted(extra)}; move them into fwi_teach and import them"
 
 
+CODE_COLUMNS = 88  # the widest code line a page shows without a horizontal scroll bar
+FILE_NAME = re.compile(r"(^|/)[\w.-]+\.(png|svg|jpe?g|pdf)$|^_images/|^[\w-]+$", re.I)
+
+
+def _figure_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and "plt.show()" in c.source]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_chapter_follows_the_presentation_rules(path):
+    """What a reader of the HTML sees: no web image, install cell collapsed, code within 88
+    columns, one figure per cell with a caption, a cross-reference name and real alt text."""
+    rel = path.relative_to(ROOT).as_posix()
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        web = re.findall(r"!\[[^\]]*\]\((https?://[^)]+)\)|<img[^>]+src=[\"']https?://", cell.source)
+        assert not web, f"{rel}: an image is fetched from the web ({web[0]}); the book must read offline"
+        if cell.cell_type != "code":
+            continue
+        wide = [line for line in cell.source.splitlines() if len(line) > CODE_COLUMNS]
+        assert not wide, (f"{rel} cell {cell.get('id')}: {len(wide)} line(s) over {CODE_COLUMNS} "
+                          f"columns, e.g. {wide[0][:60]!r}...; wrap them")
+        last = cell.source.rstrip().splitlines()[-1:] or [""]
+        if not last[0].split("  #")[0].rstrip().endswith(";"):
+            tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.startswith(("%", "!"))))
+            tail = tree.body[-1] if tree.body else None
+            bare = (isinstance(tail, ast.Expr) and isinstance(tail.value, ast.Call)
+                    and getattr(tail.value.func, "id", None) == "glue")
+            assert not bare, (f"{rel} cell {cell.get('id')}: ends in a bare glue(...) call, whose return value "
+                              "the page would show as output; end the cell with a print or a ';'")
+    install = [c for c in nb.cells if c.cell_type == "code" and "git\", \"clone" in c.source]
+    assert len(install) == 1, f"{rel}: expected one install (git clone) cell, found {len(install)}"
+    assert "hide-cell" in install[0].metadata.get("tags", []), (
+        f"{rel}: tag the install cell 'hide-cell' so the page shows it collapsed")
+    for cell in _figure_cells(nb):
+        where = f"{rel} cell {cell.get('id')}"
+        assert cell.source.count("plt.show()") == 1, f"{where}: show one figure per cell"
+        meta = cell.metadata.get("mystnb", {})
+        caption = meta.get("figure", {}).get("caption", "").strip()
+        name = meta.get("figure", {}).get("name", "")
+        alt = meta.get("image", {}).get("alt", "").strip()
+        assert len(caption.split()) >= 5, f"{where}: give the figure a caption (metadata mystnb.figure.caption)"
+        assert name.startswith("fig-"), f"{where}: name the figure 'fig-...' (mystnb.figure.name)"
+        assert len(alt.split()) >= 3 and not FILE_NAME.search(alt), (
+            f"{where}: describe the figure in mystnb.image.alt (not a file name)")
+
+
+def test_figure_names_are_unique_across_the_book():
+    names = [c.metadata["mystnb"]["figure"]["name"] for p in NOTEBOOKS
+             for c in _figure_cells(nbformat.read(str(p), as_version=4))
+             if "name" in c.metadata.get("mystnb", {}).get("figure", {})]
+    assert names and len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
 def test_intro_declares_the_book_parameters():
     assert book.notebook_parameters(ROOT / "book" / "intro.ipynb") == list(book.BOOK_PARAMETERS)
 
@@ -75,6 +129,19 @@ def test_unknown_profile_and_device_are_rejected():
         book.execute_chapters(profile="huge", device="cpu", root=ROOT)
     with pytest.raises(ValueError, match="device 'tpu'"):
         book.resolve_device("tpu")
+
+
+def test_display_path_names_no_folder_of_the_build_machine(monkeypatch, tmp_path):
+    from fwi_teach.runtime import display_path
+
+    monkeypatch.delenv("FWI_TEACH_CACHE", raising=False)
+    cache = tmp_path / "cache"
+    assert display_path(cache / "cpu" / "data", cache) == "<cache>/cpu/data"
+    assert display_path(cache, str(cache)) == "<cache>"
+    assert display_path(ROOT / "book" / "intro.ipynb") == "./book/intro.ipynb"
+    assert display_path(Path.home() / ".cache" / "fwi_teach" / "smoke") == "~/.cache/fwi_teach/smoke"
+    assert display_path(Path.home() / "elsewhere") == "~/elsewhere"
+    assert str(tmp_path) not in display_path(cache / "x", cache)
 
 
 def test_resolve_cache_dir(monkeypatch, tmp_path):
@@ -122,6 +189,9 @@ def test_failing_chapter_stops_the_build_and_is_named(tmp_path, capsys):
     assert "book/broken.ipynb" in err and "RuntimeError: boom 42" in err
     staged = (tmp_path / "_build" / "book_src" / "book").resolve()
     assert (staged / "ok.ipynb").is_file()  # the chapter before it was executed
+    ok = nbformat.read(str(staged / "ok.ipynb"), as_version=4)
+    (ok_injected,) = [c for c in ok.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "remove-cell" in ok_injected.metadata["tags"]  # the page does not show the build's values
     assert not (tmp_path / "_build" / "html").exists()  # no HTML from a failed run
     failed = nbformat.read(str(staged / "broken.failed.ipynb"), as_version=4)
     injected = [c for c in failed.cells if "injected-parameters" in c.metadata.get("tags", [])]
@@ -143,6 +213,7 @@ def test_build_intro_renders_html_with_colab_link(tmp_path):
     assert f"fwi_teach {fwi_teach.__version__}" in page  # the environment cell ran
     assert "profile: smoke" in page and "device: cpu" in page
     assert COLAB_INTRO in page
+    assert str(tmp_path) not in page, "the page shows a path of the build machine"
     assert (build_dir / "html" / "book" / "bibliography.html").is_file()
     executed = nbformat.read(str(build_dir / "book_src" / "book" / "intro.ipynb"), as_version=4)
     code_cells = [c for c in executed.cells if c.cell_type == "code"]

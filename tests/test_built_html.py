@@ -21,9 +21,9 @@ NOT_NOTEBOOKS = {"api", "bibliography"}  # Markdown pages: nothing to open in Co
 
 
 def _toc_chapters():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]] + [c["file"] for c in toc.get("chapters", [])]
-    return [f.split("/", 1)[1] for f in files]
+    from fwi_teach.book import toc_documents
+
+    return [doc.split("/", 1)[1] for doc in toc_documents(ROOT)]
 
 
 CHAPTERS = _toc_chapters()
@@ -56,3 +56,30 @@ def test_chapter_page_has_figures(name):
 def test_chapter_colab_link_targets_its_notebook_on_main(name):
     page = _page(name)
     assert COLAB.format(name) in page, f"{name}: no Colab link to book/{name}.ipynb on main"
+
+
+FILE_NAME = re.compile(r"(^|/)[\w.-]+\.(png|svg|jpe?g)$|_images/|^[\w.-]+$", re.I)
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_every_figure_has_a_caption_and_alt_text(name):
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(_page(name), "html.parser")
+    main = soup.find("article") or soup  # the page's content, not the theme's buttons (the Colab logo)
+    for img in main.find_all("img"):
+        src, alt = img.get("src", ""), (img.get("alt") or "").strip()
+        figure = img.find_parent("figure")
+        caption = figure.find("figcaption") if figure else None
+        assert caption and caption.get_text(strip=True), f"{name}: figure {src} has no caption"
+        assert len(alt.split()) >= 3 and not FILE_NAME.search(alt), (
+            f"{name}: figure {src} has alt text {alt!r}; describe what it shows")
+        assert re.search(r"Fig(ure|\.)\s*\d", caption.get_text()), f"{name}: figure {src} is not numbered"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_page_loads_nothing_from_the_web(name):
+    page = _page(name)
+    remote = re.findall(r'<(?:script|img)[^>]+src="((?:https?:)?//[^"]+)"', page)
+    remote += re.findall(r'<link[^>]+rel="stylesheet"[^>]+href="((?:https?:)?//[^"]+)"', page)
+    assert not remote, f"{name}: the page loads {remote[:3]} from the web and will not read offline"

@@ -18,7 +18,10 @@ from .profiles import _ALL, LOW_DATA_METHODS, PROFILES, get_profile
 __all__ = ["RATES_FILE", "benchmark_rates", "record_benchmark_rates", "chain_workload", "stage_seconds",
            "estimate_minutes", "profile_table"]
 
-#: Where the benchmarks record the throughputs the cost model uses (package data, committed).
+#: Where the benchmarks record the throughputs the cost model uses (package data, committed):
+#: ``benchmark_rates.json`` beside this module.
+#:
+#: :meta hide-value:
 RATES_FILE = Path(__file__).with_name("benchmark_rates.json")
 #: Seconds per training run for model set-up, checkpoints and results (not a throughput).
 _RUN_OVERHEAD_S = {"cpu": 1.0, "cuda": 2.0}

@@ -22,7 +22,9 @@ from pathlib import Path
 
 __all__ = ["REFERENCE_PFM", "load_reference_pfm", "save_reference_pfm"]
 
-#: The shipped PFM weights (package data).
+#: The shipped PFM weights (package data): ``weights/pfm-cpu.safetensors`` beside this module.
+#:
+#: :meta hide-value:
 REFERENCE_PFM = Path(__file__).with_name("weights") / "pfm-cpu.safetensors"
 _KEYS = ("profile", "seed", "width_multiplier", "input_length", "git_commit", "pretrain_families", "test_metrics")
 
