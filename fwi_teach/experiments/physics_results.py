@@ -214,7 +214,8 @@ def load_physics_loop(profile="cpu", results_dir=None) -> dict | None:
 
     from .results import default_results_dir
 
-    folder = Path(results_dir or default_results_dir()) / get_profile(profile).name / PHYSICS_LOOP_DIR
+    name = getattr(profile, "name", None) or str(profile)  # a results folder of any profile name
+    folder = Path(results_dir or default_results_dir()) / name / PHYSICS_LOOP_DIR
     if not (folder / "config.json").is_file():
         return None
     out = {"config": json.loads((folder / "config.json").read_text())}
@@ -222,11 +223,11 @@ def load_physics_loop(profile="cpu", results_dir=None) -> dict | None:
         path = folder / f"{name}.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing; export the physics loop again "
-                                    f"(`fwi-teach physics-loop --profile {get_profile(profile).name}`)")
+                                    f"(`fwi-teach physics-loop --profile {name}`)")
         out[name] = json.loads(path.read_text())["rows"]
     if not (folder / "hybrid_models.npz").is_file():
         raise FileNotFoundError(f"{folder / 'hybrid_models.npz'} is missing; export the physics loop again "
-                                f"(`fwi-teach physics-loop --profile {get_profile(profile).name}`)")
+                                f"(`fwi-teach physics-loop --profile {name}`)")
     with np.load(folder / "hybrid_models.npz") as z:
         out["hybrid_models"] = {k: z[k].astype(np.float32) for k in z.files}
     return out
