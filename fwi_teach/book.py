@@ -275,8 +275,8 @@ def execute_chapters(profile=None, cache_dir=None, chapters=None, output_dir=Non
 
 def _allow_unexecuted(staging_dir) -> None:
     """A partial build (``--chapters intro``) stages the other chapters without outputs, whose
-    ``{glue:text}`` roles would fail ``-W``: only then the staged ``_config.yml`` (never the
-    repository's) silences MyST-NB's glue warnings, with a notice."""
+    ``{glue:text}`` and figure ``{numref}`` roles would fail ``-W``: only then the staged
+    ``_config.yml`` (never the repository's) silences those two warnings, with a notice."""
     import json
 
     import yaml
@@ -287,7 +287,7 @@ def _allow_unexecuted(staging_dir) -> None:
         path = Path(staging_dir) / "_config.yml"
         config = yaml.safe_load(path.read_text())
         extra = config.setdefault("sphinx", {}).setdefault("config", {})
-        extra["suppress_warnings"] = [*extra.get("suppress_warnings", []), "mystnb.glue"]
+        extra["suppress_warnings"] = [*extra.get("suppress_warnings", []), "mystnb.glue", "ref.numref"]
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         print(f"not executed, rendered without their glued numbers: {', '.join(bare)}", flush=True)
 

@@ -246,7 +246,7 @@ def test_full_disk_and_read_only_folders_say_so(tmp_path, monkeypatch, capsys, c
 
 def test_cli_interrupt_says_how_to_resume(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fwi_teach", "data", "generate", "flatvel-a", "--root",
-                             str(tmp_path / "set"), "--train", "400", "--no-progress"], env=ENV,
+                             str(tmp_path / "set"), "--train", "4000", "--no-progress"], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(tmp_path / "set" / "fwi_teach.json")
     proc.send_signal(__import__("signal").SIGINT)
