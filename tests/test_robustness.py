@@ -8,6 +8,7 @@ import errno
 import os
 import re
 import stat
+import signal
 import subprocess
 import sys
 import textwrap
@@ -247,8 +248,11 @@ def test_full_disk_and_read_only_folders_say_so(tmp_path, monkeypatch, capsys, c
 def test_cli_interrupt_says_how_to_resume(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fwi_teach", "data", "generate", "flatvel-a", "--root",
                              str(tmp_path / "set"), "--train", "4000", "--no-progress"], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: a runner started in the background ignores SIGINT, and
+                            # its children would inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(tmp_path / "set" / "fwi_teach.json")
-    proc.send_signal(__import__("signal").SIGINT)
+    proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err and "run the same command again" in err, err
