@@ -3,10 +3,12 @@
 Prints, in one run:
 
 0. samples per second of ``fit`` at the cpu profile (TrainConfig defaults: float32, data
-   preloaded; and with ``amp="bf16"``) and of a plain PyTorch loop
+   preloaded, channels-last batches; with ``memory_format="contiguous"``; and with
+   ``amp="bf16"``) and of a plain PyTorch loop
    (float32, a DataLoader over the same generated files), alternating runs; target:
    ``fit`` >= 1.5x. Also the step's GFLOP/s from counted multiply-adds against a large
-   ``torch.mm`` on the same threads (the machine's limit). ``--record`` writes the rate
+   ``torch.mm`` on the same threads (the machine's limit), and where the time of one training
+   step goes (phases timed, kernels of the forward and backward pass profiled). ``--record`` writes the rate
    into ``fwi_teach/experiments/benchmark_rates.json``, where the cost model reads it.
 1. seconds per training step (forward, backward, AdamW step) of full fine-tuning and
    of LoRA at the cpu profile (InversionNet width 0.25, input 250 x 70, rank 4,
@@ -208,7 +210,7 @@ def worker_profile(repeats: int) -> dict:
         torch.manual_seed(0)
         initial = InversionNet(width_multiplier=p.width_multiplier, input_length=p.input_length)
         cfg = TrainConfig(epochs=epochs, batch_size=p.batch_size, lr=1e-4, device="cpu", progress=False)
-        plain, fitted, bf16 = [], [], []
+        plain, fitted, bf16, contiguous = [], [], [], []
         cpu = torch.device("cpu")
         _bare_loop(copy.deepcopy(initial), torch.utils.data.Subset(data, range(2 * p.batch_size)), p.batch_size, cpu)
         for i in range(2 * repeats):  # plain, fit, fit, plain, ...
@@ -219,10 +221,77 @@ def worker_profile(repeats: int) -> dict:
                 fitted.append(_timed(lambda: fit(model, data, config=cfg))[0])
                 model = copy.deepcopy(initial)
                 bf16.append(_timed(lambda: fit(model, data, config=dataclasses.replace(cfg, amp="bf16")))[0])
+                model = copy.deepcopy(initial)
+                contiguous.append(_timed(lambda: fit(model, data, config=dataclasses.replace(
+                    cfg, memory_format="contiguous")))[0])
     macs = step_macs(initial, (5, p.input_length, 70))
-    return {"samples": len(data) * epochs, "plain": plain, "fit": fitted, "fit_bf16": bf16, "macs_per_sample": macs, "generate_s": gen_s, "n_generated": len(data),
+    return {"samples": len(data) * epochs, "plain": plain, "fit": fitted, "fit_bf16": bf16,
+            "fit_contiguous": contiguous, "macs_per_sample": macs, "generate_s": gen_s, "n_generated": len(data),
             "mm_fp32": mm_gflops(torch.float32), "mm_bf16": mm_gflops(torch.bfloat16),
             "batch": p.batch_size, "width": p.width_multiplier, "input_length": p.input_length}
+
+
+#: Profiler op names (substrings) of each kind of work in a training step; the rest is "other".
+OP_KINDS = {"convolution (backward)": ("convolution_backward",),  # before the forward: its name contains it
+            "convolution (forward)": ("mkldnn_convolution", "aten::_convolution", "aten::convolution"),
+            "batch norm": ("batch_norm",), "leaky ReLU": ("leaky_relu",), "tanh and crop": ("tanh", "slice"),
+            "loss": ("l1_loss", "abs", "sub", "sgn", "mean")}
+
+
+def worker_step_profile(steps: int) -> dict:
+    """Where a training step's time goes at the cpu profile: phases timed, kernels profiled.
+
+    The phases (next batch, forward, loss, backward, optimiser step, zeroing the gradients) are
+    timed with a clock around each; the forward and backward pass are also run under
+    ``torch.profiler``, whose self time per operator is grouped by :data:`OP_KINDS`.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    from fwi_teach.experiments.profiles import get_profile
+    from fwi_teach.training.loop import batch_memory_format
+
+    p = get_profile("cpu")
+    torch.manual_seed(0)
+    model = InversionNet(width_multiplier=p.width_multiplier, input_length=p.input_length).train()
+    data = TensorDataset(torch.randn(p.batch_size * steps, 5, p.input_length, 70),
+                         torch.tanh(torch.randn(p.batch_size * steps, 1, 70, 70)))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    fmt = batch_memory_format("auto", torch.device("cpu"))
+    phases = dict.fromkeys(("next batch", "forward", "loss", "backward", "optimiser step", "zero_grad"), 0.0)
+    kinds = dict.fromkeys([*OP_KINDS, "other"], 0.0)
+
+    def run(timed: bool, prof=None):
+        it = iter(DataLoader(data, batch_size=p.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)))
+        for _ in range(steps):
+            marks = [time.perf_counter()]
+            x, y = next(it)
+            x = x.contiguous(memory_format=fmt)
+            marks.append(time.perf_counter())
+            pred = model(x)
+            marks.append(time.perf_counter())
+            loss = F.l1_loss(pred, y)
+            marks.append(time.perf_counter())
+            loss.backward()
+            marks.append(time.perf_counter())
+            opt.step()
+            marks.append(time.perf_counter())
+            opt.zero_grad(set_to_none=True)
+            marks.append(time.perf_counter())
+            if timed:
+                for name, a, b in zip(phases, marks, marks[1:]):
+                    phases[name] += b - a
+
+    run(False)  # warm-up
+    run(True)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run(False)
+    for ev in prof.key_averages():
+        if ev.key.startswith(("Optimizer.", "aten::lerp", "aten::addcdiv", "aten::addcmul", "aten::sqrt",
+                              "aten::_foreach")):
+            continue  # the optimiser, timed as a phase above
+        kind = next((k for k, names in OP_KINDS.items() if any(n in ev.key for n in names)), "other")
+        kinds[kind] += ev.self_cpu_time_total / 1e6
+    return {"steps": steps, "batch": p.batch_size, "phases": phases, "kinds": kinds}
 
 
 def _run_worker(args: list[str]) -> dict:
@@ -254,6 +323,8 @@ def main(argv=None) -> None:
         kind, device, *rest = args.worker
         if kind == "profile":  # profile REPEATS
             out = worker_profile(int(device))
+        elif kind == "stepprofile":  # stepprofile STEPS
+            out = worker_step_profile(int(device))
         elif kind == "steps":  # steps SETUP ROUNDS
             out = worker_steps(device, int(rest[0]))
         elif kind == "config":  # config DEVICE METHOD BATCH STEPS
@@ -277,8 +348,11 @@ def main(argv=None) -> None:
           f"{r['generate_s']:.1f} s; 2 epochs, fastest of {len(r['fit'])} alternating runs; {_load()}):")
     print(f"  plain PyTorch loop (float32, DataLoader over the files): {rate_plain:7.1f} samples/s "
           f"(runs: {' '.join(f'{t:.1f}' for t in r['plain'])} s)")
-    print(f"  fit, TrainConfig defaults (float32, data preloaded):    {rate_fit:7.1f} samples/s "
+    print(f"  fit, TrainConfig defaults (float32, preloaded, NHWC):   {rate_fit:7.1f} samples/s "
           f"(runs: {' '.join(f'{t:.1f}' for t in r['fit'])} s)")
+    rate_contiguous = r["samples"] / min(r["fit_contiguous"])
+    print(f"  fit, memory_format='contiguous' (NCHW batches):         {rate_contiguous:7.1f} samples/s "
+          f"(runs: {' '.join(f'{t:.1f}' for t in r['fit_contiguous'])} s)")
     print(f"  fit, amp='bf16':                                        {rate_bf16:7.1f} samples/s "
           f"(runs: {' '.join(f'{t:.1f}' for t in r['fit_bf16'])} s)")
     print(f"  fit / plain loop: {rate_fit / rate_plain:.2f}x (target >= 1.5: {'PASS' if rate_fit / rate_plain >= 1.5 else 'FAIL'})")
@@ -287,8 +361,18 @@ def main(argv=None) -> None:
           f"{rate_plain * flops_step / 1e9:.1f}; a 2048^2 torch.mm does {r['mm_fp32']:.0f} (float32) / "
           f"{r['mm_bf16']:.0f} (bf16) GFLOP/s on the same threads: fit at {rate_fit * flops_step / 1e9 / r['mm_fp32']:.0%} "
           f"of the float32 matmul rate, fit bf16 at {rate_bf16 * flops_step / 1e9 / r['mm_bf16']:.0%} of the bf16 one")
+    prof = _run_worker(["stepprofile", "10" if args.quick else "20"])
+    total = sum(prof["phases"].values())
+    print(f"  where a step's time goes (batch {prof['batch']}, {prof['steps']} steps, {total / prof['steps'] * 1000:.0f} ms "
+          f"per step): " + ", ".join(f"{k} {v / total:.0%}" for k, v in prof["phases"].items()))
+    kinds_total = sum(prof["kinds"].values())
+    print("  kernels of the forward and backward pass and the loss (profiler self time): "
+          + ", ".join(f"{k} {v / kinds_total:.0%}" for k, v in sorted(prof["kinds"].items(), key=lambda kv: -kv[1])))
     recorded = {f"{r['width']:g}x{r['input_length']}": 1.0 / rate_fit}
+    step_shares = {"step_phases": {k: v / total for k, v in prof["phases"].items()},
+                   "step_kernels": {k: v / kinds_total for k, v in sorted(prof["kinds"].items(), key=lambda kv: -kv[1])}}
     figures = {"fit_samples_per_s": rate_fit, "plain_samples_per_s": rate_plain, "fit_bf16_samples_per_s": rate_bf16,
+               "fit_contiguous_samples_per_s": rate_contiguous, **step_shares,
                "gflop_per_sample": flops_step / 1e9, "mm_fp32_GFLOPs": r["mm_fp32"], "width": r["width"],
                "input_length": r["input_length"], "batch": r["batch"]}
     print()

@@ -9,7 +9,8 @@ Every part of the package resolves these three things here and nowhere else:
 - :func:`process_fingerprint` and :func:`process_alive` tell whether the process that left a
   lock or a temporary file is still running, also across reboots and PID reuse;
 - :func:`atomic_write` and its helpers write every file of the package: a temporary name in
-  the same folder, then a rename, so nothing is ever left half-written;
+  the same folder, then a rename, so nothing is ever left half-written; :func:`folder_swap`
+  does the same for a whole folder;
 - :func:`load_tensors` reads a torch file safely (``weights_only``), and a damaged or foreign
   file raises :class:`CorruptFileError` with the file's path and what to do about it.
 
@@ -18,13 +19,15 @@ This module imports nothing else of the package, so every sub-package may use it
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 __all__ = ["DEVICES", "resolve_device", "resolve_cache_dir", "find_book_root", "CorruptFileError", "load_tensors",
            "process_fingerprint", "process_alive", "TEMP_SUFFIX", "atomic_write", "atomic_write_bytes", "atomic_save_npy",
-           "remove_stale_temporaries", "display_path"]
+           "remove_stale_temporaries", "display_path", "folder_swap"]
 
 #: Device names the command line and the book's parameters accept (``cuda:N`` too).
 DEVICES = ("auto", "cpu", "cuda")
@@ -305,3 +308,39 @@ def atomic_save_npy(path, array) -> None:
     import numpy as np
 
     atomic_write(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
+
+
+@contextlib.contextmanager
+def folder_swap(path):
+    """Write a folder under a temporary name beside ``path`` and rename it into place.
+
+    Use it as ``with folder_swap(final) as tmp:`` and write into ``tmp``; when the block
+    ends without error, the old ``path`` (if any) is renamed aside, ``tmp`` takes its name
+    and the old one is deleted, so a reader sees the old folder or the whole new one, never
+    half of either. If the block raises, the temporary folder is removed and ``path`` is
+    left as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder's final place; its parent is created if needed.
+
+    Yields
+    ------
+    pathlib.Path
+        The empty temporary folder to write into.
+    """
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)

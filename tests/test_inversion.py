@@ -10,19 +10,8 @@ from fwi_teach.physics import Acquisition, simulate
 torch.set_num_threads(2)
 
 
-def _small_problem():
-    acq = Acquisition(source_locations=((1, 2), (1, 20), (1, 37)), receiver_locations=tuple((1, c) for c in range(40)),
-                      nt=500, dt_s=1e-3, dx_m=10.0, freq_hz=15.0)
-    v = np.full((40, 40), 2000.0, np.float32)
-    v[12:] = 2600.0
-    v[26:] = 3200.0
-    yy, xx = np.mgrid[:40, :40]
-    v[(yy - 19) ** 2 + (xx - 20) ** 2 < 25] = 2900.0
-    return acq, v
-
-
-def test_fwi_reduces_misfit_and_model_error():
-    acq, v_true = _small_problem()
+def test_fwi_reduces_misfit_and_model_error(small_problem):
+    acq, v_true = small_problem
     observed = simulate(v_true, acq)[0]
     v0 = smooth_velocity(v_true, 3.0)
     result = fwi(observed, v0, acq, n_iterations=8, step_mps=40.0, true_velocity_mps=v_true, progress=False)

@@ -12,19 +12,8 @@ from fwi_teach.physics import Acquisition, fwi_misfit, multiscale_fwi, simulate,
 torch.set_num_threads(2)
 
 
-def _small_problem():
-    acq = Acquisition(source_locations=((1, 2), (1, 20), (1, 37)), receiver_locations=tuple((1, c) for c in range(40)),
-                      nt=500, dt_s=1e-3, dx_m=10.0, freq_hz=15.0)
-    v = np.full((40, 40), 2000.0, np.float32)
-    v[12:] = 2600.0
-    v[26:] = 3200.0
-    yy, xx = np.mgrid[:40, :40]
-    v[(yy - 19) ** 2 + (xx - 20) ** 2 < 25] = 2900.0
-    return acq, v
-
-
-def test_data_misfit_is_at_the_floor_for_the_truth_and_large_for_a_mean_map():
-    acq, v = _small_problem()
+def test_data_misfit_is_at_the_floor_for_the_truth_and_large_for_a_mean_map(small_problem):
+    acq, v = small_problem
     second = v.copy()
     second[:12] = 1700.0  # a slower near surface: the direct and early arrivals move
     second[20:] += 500.0
@@ -51,8 +40,8 @@ def test_relative_l2_values_and_errors():
         relative_l2(obs, np.zeros_like(obs))
 
 
-def test_data_misfit_rejects_bad_input_with_the_fix():
-    acq, v = _small_problem()
+def test_data_misfit_rejects_bad_input_with_the_fix(small_problem):
+    acq, v = small_problem
     observed = simulate(v, acq)
     with pytest.raises(ValueError, match="looks normalised"):
         data_misfit((v[None] - 3000) / 1500, observed, acq)
@@ -62,8 +51,8 @@ def test_data_misfit_rejects_bad_input_with_the_fix():
         data_misfit(v[None], observed[:, :, ::2], acq)
 
 
-def test_multiscale_fwi_from_the_truth_stays_put_and_from_a_smooth_start_improves():
-    acq, v = _small_problem()
+def test_multiscale_fwi_from_the_truth_stays_put_and_from_a_smooth_start_improves(small_problem):
+    acq, v = small_problem
     observed = simulate(v, acq, boundary_velocity_mps=4500.0)[0]  # the fixed sponge that fwi models with
     still = multiscale_fwi(observed, v, acq, bands_hz=(6.0, None), iterations_per_band=2, true_velocity_mps=v)
     assert still.models_mps.shape == (5, 40, 40) and still.n_iterations == 4
@@ -79,8 +68,8 @@ def test_multiscale_fwi_from_the_truth_stays_put_and_from_a_smooth_start_improve
     np.testing.assert_array_equal(moved.models_mps[0], start)
 
 
-def test_multiscale_fwi_checks_its_bands():
-    acq, v = _small_problem()
+def test_multiscale_fwi_checks_its_bands(small_problem):
+    acq, v = small_problem
     obs = np.zeros((acq.n_shots, acq.nt, acq.n_receivers), np.float32)
     with pytest.raises(ValueError, match="rise from low to high"):
         multiscale_fwi(obs, v, acq, bands_hz=(8.0, 4.0))
@@ -92,8 +81,8 @@ def test_multiscale_fwi_checks_its_bands():
         multiscale_fwi(obs, v, acq, cutoff_hz=5.0)
 
 
-def test_taylor_test_of_the_band_limited_misfit_that_hybrid_fwi_minimises():
-    acq, v = _small_problem()
+def test_taylor_test_of_the_band_limited_misfit_that_hybrid_fwi_minimises(small_problem):
+    acq, v = small_problem
     acq = Acquisition(source_locations=acq.source_locations[:1], receiver_locations=acq.receiver_locations, nt=300,
                       dt_s=acq.dt_s, dx_m=acq.dx_m, freq_hz=acq.freq_hz)
     observed = simulate(v, acq, boundary_velocity_mps=4500.0)[0]
@@ -142,6 +131,8 @@ def test_physics_loop_experiment_writes_and_reads_its_results(tmp_path, monkeypa
     curve = back["hybrid"][0]
     assert len(curve["model_rmse_mps"]) == len(curve["data_misfit"]) == 3  # start + 2 bands x 1 iteration
     assert back["hybrid_models"]["flatvel-b/baseline/final"].shape == (70, 70) and "final_mps" not in curve
+    truth = pl.test_samples("flatvel-b", p, cache, n=1)[1][0]  # the true model of that sample, for the maps
+    np.testing.assert_allclose(back["hybrid_models"]["flatvel-b/truth"], truth, rtol=1e-3)
     base = next(r for r in back["hybrid_summary"] if r["start"] == "baseline")
     assert "final_model_rmse_mps_minus_smoothed-truth" in base
     (folder / "hybrid.json").unlink()
@@ -178,3 +169,18 @@ def test_physics_loop_figures_draw_and_reject_empty_input():
                 lambda: plot_hybrid_curves(rows, metrics=("speed",))):
         with pytest.raises(ValueError):
             bad()
+
+
+def test_versus_smoothed_truth_reads_the_interval():
+    from fwi_teach.experiments.physics_results import versus_smoothed_truth
+
+    def row(low, high):
+        return {"start": "lora", "final_model_rmse_mps_minus_smoothed-truth": {
+            "mean": (low + high) / 2, "low": low, "high": high, "level": 0.95, "n_seeds": 1, "n_samples": 16}}
+
+    assert versus_smoothed_truth(row(-30.0, -10.0))[1] == "better"  # ends closer to the truth
+    assert versus_smoothed_truth(row(10.0, 30.0))[1] == "worse"
+    assert versus_smoothed_truth(row(-10.0, 30.0))[1] == "inconclusive"
+    diff, _ = versus_smoothed_truth(row(-30.0, -10.0))
+    assert (diff.mean, diff.low, diff.high, diff.n_samples) == (-20.0, -30.0, -10.0, 16)
+    assert versus_smoothed_truth({"start": "smoothed-truth"}) is None

@@ -182,11 +182,12 @@ def _reference_section(chapter):
     return [(c["cell_type"], "".join(c["source"])) for c in cells[start:end]]
 
 
-@pytest.mark.parametrize("chapter", REFERENCE_CHAPTERS)
+@pytest.mark.parametrize("chapter", REFERENCE_CHAPTERS + ("physics_loop",))
 def test_reference_section_types_no_number_by_hand(chapter):
     section = _reference_section(chapter)
     code = "\n".join(s for kind, s in section if kind == "code")
-    assert "load_reference_results(reference_profile)" in code
+    loader = "load_physics_loop" if chapter == "physics_loop" else "load_reference_results"
+    assert f"{loader}(reference_profile)" in code
     for kind, source in section:
         if kind == "markdown":
             prose = re.sub(r"\{cite:\w+\}`[^`]*`", "", source)  # citation keys may hold a year
@@ -264,6 +265,39 @@ def test_reference_section_prints_what_the_files_hold(chapter, exported, tmp_pat
     else:
         r = next(r for r in ref.openfwi if r["family"] == "flatvel-a")
         assert f"{r['ssim']:.3f}" in second and f"{r['mae_vs_mean']:+.3f}" in second
+
+
+def test_physics_loop_reference_section_prints_what_the_files_hold(tmp_path, monkeypatch):
+    from fwi_teach.experiments.physics_results import load_physics_loop, versus_smoothed_truth
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "cpu" / "physics_loop"
+    folder = tmp_path / "results" / "tiny" / "physics_loop"
+    shutil.copytree(committed, folder)
+    first = _run_section("physics_loop", tmp_path / "results", monkeypatch)
+    ref = load_physics_loop("tiny", tmp_path / "results")
+    assert ref["config"]["description"] in first
+    for r in ref["data_misfit_summary"]:
+        assert f"{r['data_misfit']:.3f} [{r['data_misfit_low']:.3f}, {r['data_misfit_high']:.3f}]" in first
+    for r in ref["hybrid_summary"]:
+        versus = versus_smoothed_truth(r)
+        if versus is not None:  # the reading printed is the one computed from the interval
+            assert f"vs smoothed truth {versus[0].mean:+.0f} [{versus[0].low:+.0f}, {versus[0].high:+.0f}] m/s: " \
+                   f"{versus[1]}" in first
+    # Change the files: the printed numbers and readings must follow.
+    for name in ("data_misfit_summary", "hybrid_summary"):
+        record = json.loads((folder / f"{name}.json").read_text())
+        for row in record["rows"]:
+            if name == "data_misfit_summary":
+                for key in ("data_misfit", "data_misfit_low", "data_misfit_high"):
+                    row[key] = row[key] * 0.5 + 0.123
+            else:
+                for key in [k for k in row if k.startswith("final_model_rmse_mps_minus")]:
+                    row[key] = {**row[key], "mean": -500.0, "low": -600.0, "high": -400.0}
+        (folder / f"{name}.json").write_text(json.dumps(record))
+    second = _run_section("physics_loop", tmp_path / "results", monkeypatch)
+    numbers = lambda text: re.findall(r"[+-]?\d+\.\d{3}", text)  # noqa: E731
+    assert numbers(first) != numbers(second)
+    assert "vs smoothed truth -500 [-600, -400] m/s: better" in second and ": worse" not in second
 
 
 def test_readme_results_block_is_generated_from_the_committed_results(exported, tmp_path):

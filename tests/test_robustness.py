@@ -21,8 +21,8 @@ import torch
 
 from fwi_teach.experiments.lock import LockTimeout, run_lock
 from fwi_teach.physics import Acquisition, simulate
-from fwi_teach.runtime import (CorruptFileError, atomic_write_bytes, load_tensors, process_alive, process_fingerprint,
-                               remove_stale_temporaries)
+from fwi_teach.runtime import (CorruptFileError, atomic_write_bytes, folder_swap, load_tensors, process_alive,
+                               process_fingerprint, remove_stale_temporaries)
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -225,6 +225,23 @@ def test_cli_read_only_folder_is_a_clear_error(tmp_path):
     finally:
         root.chmod(0o755)
     assert out.returncode == 1 and "Traceback" not in out.stderr and "cannot write" in out.stderr, out.stderr
+
+
+def test_folder_swap_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    final = tmp_path / "results" / "cpu"
+    with folder_swap(final) as tmp:  # a new folder: the parent is created
+        assert tmp.is_dir() and tmp.parent == final.parent and not final.exists()
+        (tmp / "a.json").write_text("1")
+    assert sorted(p.name for p in final.iterdir()) == ["a.json"]
+    with folder_swap(final) as tmp:  # an existing one: the old files are gone, not merged
+        (tmp / "b.json").write_text("2")
+    assert sorted(p.name for p in final.iterdir()) == ["b.json"]
+    with pytest.raises(RuntimeError, match="half-way"):
+        with folder_swap(final) as tmp:
+            (tmp / "c.json").write_text("3")
+            raise RuntimeError("failed half-way")
+    assert sorted(p.name for p in final.iterdir()) == ["b.json"]  # the old folder, untouched
+    assert sorted(p.name for p in final.parent.iterdir()) == ["cpu"]  # no temporary left behind
 
 
 @pytest.mark.parametrize("code, message", [(errno.ENOSPC, "the disk is full: could not write"),

@@ -311,6 +311,37 @@ def test_cpu_bf16_training_is_deterministic():
     assert same_weights(*weights)
 
 
+def test_channels_last_batches_train_the_same_model_to_float32_rounding():
+    from fwi_teach.training.loop import batch_memory_format
+
+    assert batch_memory_format("auto", torch.device("cpu")) is torch.channels_last
+    assert batch_memory_format("auto", torch.device("cuda")) is torch.contiguous_format
+    assert batch_memory_format("contiguous", torch.device("cpu")) is torch.contiguous_format
+    train, val = make_data(16, 0), make_data(8, 1)
+    runs = {}
+    for fmt in ("channels_last", "contiguous", "channels_last"):
+        model = make_model()
+        model.drop = nn.Identity()  # dropout draws its mask in memory order: another layout, another mask
+        res = fit(model, train, val, config(epochs=3, memory_format=fmt))
+        runs.setdefault(fmt, []).append((model, res))
+    (a, res_a), (b, _) = runs["channels_last"]
+    c, res_c = runs["contiguous"][0]
+    assert same_weights(a, b)  # deterministic in its layout
+    assert all(v.is_contiguous() for v in a.state_dict().values())  # the weights keep their layout
+    # The layout changes rounding only. Not every weight agrees: conv1's bias, which the batch
+    # norm after it cancels, has a true gradient of zero, and AdamW turns its rounding noise
+    # into full-size steps (the eval-mode running mean follows them with a lag). With batch
+    # statistics, which cancel that bias, the two networks agree.
+    x = val.tensors[0]
+    with torch.no_grad():
+        torch.testing.assert_close(a.train()(x), c.train()(x), rtol=1e-4, atol=1e-5)
+    assert [h["train_loss"] for h in res_a.history] == pytest.approx([h["train_loss"] for h in res_c.history],
+                                                                     rel=1e-5)
+    assert res_a.best_epoch == res_c.best_epoch
+    with pytest.raises(ValueError, match="memory_format='nhwc'; expected one of"):
+        TrainConfig(memory_format="nhwc")
+
+
 def test_learning_rate_schedules():
     from fwi_teach.training import learning_rate
 

@@ -1,13 +1,14 @@
 """The physics loop's results: summaries with confidence intervals, and the results folder.
 
-===========================  ===============================================================
-:func:`summarise_misfit`      mean data misfit, MAE and SSIM per model kind and family, with CIs
-:func:`summarise_hybrid`      per FWI start: start and final errors with CIs, paired differences
-                              against the smoothed-truth start, iterations to a target error
-:func:`export_physics_loop`   run both experiments of :mod:`~fwi_teach.experiments.physics_loop`
-                              and write ``results/<profile>/physics_loop/``
-:func:`load_physics_loop`     read that folder back
-===========================  ===============================================================
+=============================  ===============================================================
+:func:`summarise_misfit`        mean data misfit, MAE and SSIM per model kind and family, with CIs
+:func:`summarise_hybrid`        per FWI start: start and final errors with CIs, paired differences
+                                against the smoothed-truth start, iterations to a target error
+:func:`versus_smoothed_truth`   better, worse or inconclusive than the textbook start, by that CI
+:func:`export_physics_loop`     run both experiments of :mod:`~fwi_teach.experiments.physics_loop`
+                                and write ``results/<profile>/physics_loop/``
+:func:`load_physics_loop`       read that folder back
+=============================  ===============================================================
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import json
 import numpy as np
 
 from . import cache as art
-from ..evaluation.stats import paired_interval
-from .physics_loop import SMOOTH_START, _write_json, data_misfit_rows, hybrid_rows, loop_config
+from ..evaluation.stats import Interval, paired_interval
+from .physics_loop import SMOOTH_START, _write_json, data_misfit_rows, hybrid_rows, loop_config, test_samples
 from .profiles import get_profile
 from .results import PHYSICS_LOOP_DIR
 
-__all__ = ["summarise_misfit", "summarise_hybrid", "misfit_by_kind", "readme_lines", "export_physics_loop",
-           "load_physics_loop"]
+__all__ = ["summarise_misfit", "summarise_hybrid", "misfit_by_kind", "versus_smoothed_truth", "readme_lines",
+           "export_physics_loop", "load_physics_loop"]
 
 
 def _kind(model: str) -> str:
@@ -80,19 +81,31 @@ def summarise_hybrid(rows, target_rmse_mps=None) -> list:
     return out
 
 
-def summarise_misfit(rows) -> list:
-    """Mean data misfit (and MAE, SSIM) per model kind and family with 95 % CIs over samples and seeds."""
+def _by_seed_and_sample(rows, metric: str) -> dict:
+    """``{(model kind, family): array (seeds, samples)}`` of ``metric``, on the samples every seed has.
+
+    Seeds are in order (``None``, the seedless references, first), samples by index.
+    """
     groups = {}
     for r in rows:
-        groups.setdefault((_kind(r["model"]), r["eval_family"]), {}).setdefault(r["seed"], {})[r["sample"]] = r
-    out = []
-    for (kind, fam), by_seed in sorted(groups.items()):
+        groups.setdefault((_kind(r["model"]), r["eval_family"]), {}).setdefault(r["seed"], {})[r["sample"]] = r[metric]
+    out = {}
+    for key, by_seed in groups.items():
         seeds = sorted(by_seed, key=lambda s: -1 if s is None else s)
         samples = sorted(set.intersection(*(set(v) for v in by_seed.values())))
-        row = {"model": kind, "eval_family": fam, "n_seeds": len(seeds), "n_samples": len(samples)}
-        for metric in ("data_misfit", "mae", "ssim"):
-            values = np.array([[by_seed[s][i][metric] for i in samples] for s in seeds])
-            ci = paired_interval(values)
+        out[key] = np.array([[by_seed[s][i] for i in samples] for s in seeds])
+    return out
+
+
+def summarise_misfit(rows) -> list:
+    """Mean data misfit (and MAE, SSIM) per model kind and family with 95 % CIs over samples and seeds."""
+    tables = {metric: _by_seed_and_sample(rows, metric) for metric in ("data_misfit", "mae", "ssim")}
+    out = []
+    for kind, fam in sorted(tables["data_misfit"]):
+        shape = tables["data_misfit"][(kind, fam)].shape
+        row = {"model": kind, "eval_family": fam, "n_seeds": shape[0], "n_samples": shape[1]}
+        for metric, table in tables.items():
+            ci = paired_interval(table[(kind, fam)])
             row.update({metric: ci.mean, f"{metric}_low": ci.low, f"{metric}_high": ci.high})
         out.append(row)
     return out
@@ -104,19 +117,38 @@ def misfit_by_kind(rows) -> dict:
     The mean and 95 % CI come from :func:`fwi_teach.evaluation.stats.paired_interval` with
     one stratum per family (resampling seeds, then samples).
     """
-    out = {}
-    for kind in dict.fromkeys(_kind(r["model"]) for r in rows):
-        strata = []
-        for fam in sorted({r["eval_family"] for r in rows}):
-            by_seed = {}
-            for r in rows:
-                if _kind(r["model"]) == kind and r["eval_family"] == fam:
-                    by_seed.setdefault(r["seed"], {})[r["sample"]] = r["data_misfit"]
-            if by_seed:
-                samples = sorted(set.intersection(*(set(v) for v in by_seed.values())))
-                strata.append(np.array([[v[i] for i in samples] for v in by_seed.values()]))
-        out[kind] = paired_interval(strata)
-    return out
+    table = _by_seed_and_sample(rows, "data_misfit")
+    kinds = dict.fromkeys(_kind(r["model"]) for r in rows)
+    return {kind: paired_interval([v for (k, _), v in sorted(table.items()) if k == kind]) for kind in kinds}
+
+
+#: How a start's final model error compares with the smoothed truth's, by the outcome of its interval.
+VERSUS_SMOOTHED_TRUTH = {"won": "worse", "lost": "better", "tied": "inconclusive"}
+
+
+def versus_smoothed_truth(summary_row, metric: str = "model_rmse_mps"):
+    """A start's final ``metric`` minus the smoothed-truth start's, and what it says.
+
+    Parameters
+    ----------
+    summary_row : dict
+        One row of :func:`summarise_hybrid`.
+    metric : str, default "model_rmse_mps"
+        ``"model_rmse_mps"``, ``"model_mae"`` or ``"data_misfit"``.
+
+    Returns
+    -------
+    (Interval, str) or None
+        The paired difference (negative: closer to the truth than the textbook start) and
+        ``"better"`` when its 95 % CI lies below zero, ``"worse"`` above, else
+        ``"inconclusive"``. None for the smoothed-truth start itself, or when the two were
+        not run on the same samples.
+    """
+    d = summary_row.get(f"final_{metric}_minus_{SMOOTH_START}")
+    if d is None:
+        return None
+    interval = Interval(**d)
+    return interval, VERSUS_SMOOTHED_TRUTH[interval.outcome()]
 
 
 def readme_lines(loop) -> list:
@@ -139,10 +171,10 @@ def readme_lines(loop) -> list:
         for r in loop["hybrid_summary"]:
             a, b = r["start_model_rmse_mps"], r["final_model_rmse_mps"]
             part = f"{r['start']} {a['mean']:.0f} -> {b['mean']:.0f} [{b['low']:.0f}, {b['high']:.0f}]"
-            d = r.get(f"final_model_rmse_mps_minus_{SMOOTH_START}")
-            if d is not None:
-                verdict = "better" if d["high"] < 0 else "worse" if d["low"] > 0 else "inconclusive"
-                part += f" (vs smoothed truth {d['mean']:+.0f} [{d['low']:+.0f}, {d['high']:+.0f}], {verdict})"
+            versus = versus_smoothed_truth(r)
+            if versus is not None:
+                d, verdict = versus
+                part += f" (vs smoothed truth {d.mean:+.0f} [{d.low:+.0f}, {d.high:+.0f}], {verdict})"
             parts.append(part)
         n = loop["hybrid_summary"][0]
         lines.append(f"Hybrid FWI ({n['n_iterations']} iterations of multiscale FWI on {n['n_samples']} test "
@@ -159,17 +191,17 @@ def export_physics_loop(profile, results_dir=None, cache_dir=None, seeds=(0,), d
     per inversion, not per sample). The folder holds ``data_misfit.csv`` (per sample),
     ``data_misfit_summary.csv``, ``hybrid.json`` (every curve), ``hybrid_summary.json``,
     ``hybrid_models.npz`` (start and final model of the first sample per family and start,
-    float16 m/s, keys ``<family>/<start>/start`` and ``.../final``) and ``config.json``; it is written beside its place and renamed in.
+    float16 m/s, keys ``<family>/<start>/start`` and ``.../final``, and its true model
+    ``<family>/truth``) and ``config.json``; it is written beside its place and renamed in.
 
     Returns
     -------
     pathlib.Path
         The folder.
     """
-    import os
-    import shutil
     from pathlib import Path
 
+    from ..runtime import folder_swap
     from .reproduce import check_seeds
     from .results import default_results_dir
 
@@ -179,27 +211,22 @@ def export_physics_loop(profile, results_dir=None, cache_dir=None, seeds=(0,), d
               if r["seed"] is not None or s == seeds[0]]
     hybrid = hybrid_rows(p, cfg, cache_dir, seeds[0], device, data_dir, progress) if cfg.hybrid_samples else []
     final = Path(results_dir or default_results_dir()) / p.name / PHYSICS_LOOP_DIR
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    art.write_results(tmp / "data_misfit.json", {"profile": p.name, "name": "data_misfit", "rows": misfit})
-    art.write_results(tmp / "data_misfit_summary.json", {"profile": p.name, "name": "data_misfit_summary",
-                                                         "rows": summarise_misfit(misfit)})
-    maps = {f"{r['eval_family']}/{r['start']}/{when}": np.asarray(r[f"{when}_mps"], dtype=np.float16)
-            for r in hybrid if r["sample"] == 0 for when in ("start", "final")}
-    with open(tmp / "hybrid_models.npz", "wb") as fh:  # first sample of each family: a few hundred kB
-        np.savez_compressed(fh, **maps)
-    curves = [{k: v for k, v in r.items() if not k.endswith("_mps") or k == "model_rmse_mps"} for r in hybrid]
-    _write_json(tmp / "hybrid.json", {"profile": p.name, "seed": seeds[0], "rows": curves})
-    summary = summarise_hybrid(hybrid, cfg.target_rmse_mps) if hybrid else []
-    _write_json(tmp / "hybrid_summary.json", {"profile": p.name, "seed": seeds[0], "rows": summary})
-    _write_json(tmp / "config.json", {"profile": p.name, "seeds": seeds, "config": dataclasses.asdict(cfg),
-                                      "description": cfg.describe()})
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    with folder_swap(final) as tmp:
+        art.write_results(tmp / "data_misfit.json", {"profile": p.name, "name": "data_misfit", "rows": misfit})
+        art.write_results(tmp / "data_misfit_summary.json", {"profile": p.name, "name": "data_misfit_summary",
+                                                             "rows": summarise_misfit(misfit)})
+        maps = {f"{r['eval_family']}/{r['start']}/{when}": np.asarray(r[f"{when}_mps"], dtype=np.float16)
+                for r in hybrid if r["sample"] == 0 for when in ("start", "final")}
+        for fam in dict.fromkeys(r["eval_family"] for r in hybrid):  # the true model of that sample
+            maps[f"{fam}/truth"] = test_samples(fam, p, cache_dir, data_dir, n=1)[1][0].astype(np.float16)
+        with open(tmp / "hybrid_models.npz", "wb") as fh:  # first sample of each family: a few hundred kB
+            np.savez_compressed(fh, **maps)
+        curves = [{k: v for k, v in r.items() if not k.endswith("_mps") or k == "model_rmse_mps"} for r in hybrid]
+        _write_json(tmp / "hybrid.json", {"profile": p.name, "seed": seeds[0], "rows": curves})
+        summary = summarise_hybrid(hybrid, cfg.target_rmse_mps) if hybrid else []
+        _write_json(tmp / "hybrid_summary.json", {"profile": p.name, "seed": seeds[0], "rows": summary})
+        _write_json(tmp / "config.json", {"profile": p.name, "seeds": seeds, "config": dataclasses.asdict(cfg),
+                                          "description": cfg.describe()})
     return final
 
 
@@ -208,7 +235,7 @@ def load_physics_loop(profile="cpu", results_dir=None) -> dict | None:
 
     Returns a dict with ``config``, ``data_misfit`` (per-sample rows), ``data_misfit_summary``,
     ``hybrid`` (curves), ``hybrid_summary`` and ``hybrid_models`` (``{"<family>/<start>/start"
-    or ".../final": (nz, nx) m/s}``).
+    or ".../final" or "<family>/truth": (nz, nx) m/s}``, the first hybrid sample of each family).
     """
     from pathlib import Path
 

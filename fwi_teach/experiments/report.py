@@ -131,7 +131,15 @@ def performance_block(rates: dict | None = None) -> str:
             f"{'met' if ratio >= 1.5 else 'not met'}). The step does about {trn['gflop_per_sample']:.2f} GFLOP per "
             f"sample, so `fit` runs at {gflops:.0f} GFLOP/s, {gflops / trn['mm_fp32_GFLOPs']:.0%} of a large float32 "
             f"`torch.mm` on the same threads ({trn['mm_fp32_GFLOPs']:.0f} GFLOP/s); bf16 autocast (`amp=\"bf16\"`) "
-            f"trains at {trn['fit_bf16_samples_per_s']:.0f} samples/s.")
+            f"trains at {trn['fit_bf16_samples_per_s']:.0f} samples/s."
+            + (f" Channels-last batches (the default on a CPU) make `fit` "
+               f"{trn['fit_samples_per_s'] / trn['fit_contiguous_samples_per_s']:.2f}x as fast as "
+               f"`memory_format=\"contiguous\"` ({trn['fit_contiguous_samples_per_s']:.0f} samples/s)."
+               if "fit_contiguous_samples_per_s" in trn else "")
+            + (" Where a step's time goes: " + ", ".join(f"{k} {v:.0%}" for k, v in trn["step_phases"].items())
+               + "; of the kernels, " + ", ".join(f"{k} {v:.0%}" for k, v in trn["step_kernels"].items())
+               + ". The plain loop runs the same kernels, so only fewer or cheaper kernels (bf16, a compiler) "
+               "could make `fit` much faster than it." if "step_phases" in trn else ""))
     if not (fwd or trn):
         lines.append("No benchmark figures are recorded yet: run `python benchmarks/forward.py --record` and "
                      "`python benchmarks/training.py --record`.")

@@ -16,7 +16,6 @@ findings of a larger run, labelled with its profile.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -231,35 +230,29 @@ def _write_folder(final: Path, ref: ReferenceResults, tables: dict, per_sample: 
     """Write the folder beside its place and rename it in, so a reader never sees half of it."""
     import numpy as np
 
-    from ..runtime import atomic_write_bytes
+    from ..runtime import atomic_write_bytes, folder_swap
 
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "figures").mkdir(parents=True)
-    (tmp / "meta.json").write_text(json.dumps({**ref.meta, "rows": []}, indent=1, default=str) + "\n")
-    for name, rows in tables.items():
-        art.write_results(tmp / f"{name}.json", {"format": RESULTS_FORMAT, "profile": ref.profile, "name": name,
-                                                 "rows": rows})
-    art.write_results(tmp / "claims.json", {"format": RESULTS_FORMAT, "profile": ref.profile, "name": "claims",
-                                            "rows": [c.to_dict() for c in claims]})
-    atomic_write_bytes(tmp / PER_SAMPLE_FILE, per_sample_bytes(per_sample))
-    if predictions is not None:
-        with open(tmp / PREDICTIONS_FILE, "wb") as fh:
-            np.savez_compressed(fh, **predictions)
-    (tmp / "summary.md").write_text(f"# Results of profile `{ref.profile}`\n\n{ref.describe()}\n\n"
-                                    + claims_markdown(claims, ref.profile))
-    if figures:
-        from ..plotting.results import save_reference_figures
+    with folder_swap(final) as tmp:
+        (tmp / "figures").mkdir(parents=True)
+        (tmp / "meta.json").write_text(json.dumps({**ref.meta, "rows": []}, indent=1, default=str) + "\n")
+        for name, rows in tables.items():
+            art.write_results(tmp / f"{name}.json", {"format": RESULTS_FORMAT, "profile": ref.profile, "name": name,
+                                                     "rows": rows})
+        art.write_results(tmp / "claims.json", {"format": RESULTS_FORMAT, "profile": ref.profile, "name": "claims",
+                                                "rows": [c.to_dict() for c in claims]})
+        atomic_write_bytes(tmp / PER_SAMPLE_FILE, per_sample_bytes(per_sample))
+        if predictions is not None:
+            with open(tmp / PREDICTIONS_FILE, "wb") as fh:
+                np.savez_compressed(fh, **predictions)
+        (tmp / "summary.md").write_text(f"# Results of profile `{ref.profile}`\n\n{ref.describe()}\n\n"
+                                        + claims_markdown(claims, ref.profile))
+        if figures:
+            from ..plotting.results import save_reference_figures
 
-        ref.folder = tmp
-        save_reference_figures(ref, tmp / "figures")
-    if (final / PHYSICS_LOOP_DIR).is_dir():  # exported on its own (physics_results): keep it
-        shutil.copytree(final / PHYSICS_LOOP_DIR, tmp / PHYSICS_LOOP_DIR)
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+            ref.folder = tmp
+            save_reference_figures(ref, tmp / "figures")
+        if (final / PHYSICS_LOOP_DIR).is_dir():  # exported on its own (physics_results): keep it
+            shutil.copytree(final / PHYSICS_LOOP_DIR, tmp / PHYSICS_LOOP_DIR)
     ref.folder = final
 
 

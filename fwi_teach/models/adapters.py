@@ -25,12 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..runtime import folder_swap
 from .peft_bridge import _register_layers, load_peft_adapter
 
 __all__ = ["METADATA_FILE", "adapter_metadata", "save_adapter", "read_adapter_metadata", "check_adapter",
@@ -88,15 +88,9 @@ def save_adapter(model, path: str | os.PathLike, **extra) -> Path:
     too. The directory is written beside its final place and renamed into it.
     """
     final = Path(path)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    (tmp / METADATA_FILE).write_text(json.dumps({**adapter_metadata(model), **extra}, indent=1) + "\n")
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    with folder_swap(final) as tmp:
+        model.save_pretrained(str(tmp))
+        (tmp / METADATA_FILE).write_text(json.dumps({**adapter_metadata(model), **extra}, indent=1) + "\n")
     return final
 
 

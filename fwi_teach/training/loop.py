@@ -260,10 +260,19 @@ def _throughput(history: list):
             sum(h["samples"] for h in history) / train_time if train_time > 0 else None)
 
 
-def _train_epoch(net, loader, optimizer, scaler, loss_fn, amp_dtype, device, max_steps, bar, meter, lr_of=None):
+def batch_memory_format(memory_format: str, device: torch.device) -> torch.memory_format:
+    """The layout :func:`~fwi_teach.training.fit` gives 4-D batches (``TrainConfig.memory_format``)."""
+    if memory_format == "auto":
+        memory_format = "channels_last" if device.type == "cpu" else "contiguous"
+    return torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+
+
+def _train_epoch(net, loader, optimizer, scaler, loss_fn, amp_dtype, device, max_steps, bar, meter, lr_of=None,
+                 memory_format=torch.contiguous_format):
     """One pass over ``loader``; returns (loss sum, samples, steps, seconds, memory breakdown or None).
 
-    ``lr_of(i)``, if given, is the learning rate of the epoch's step ``i``."""
+    ``lr_of(i)``, if given, is the learning rate of the epoch's step ``i``; 4-D batches are
+    laid out in ``memory_format``."""
     net.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n = steps = 0
@@ -278,7 +287,7 @@ def _train_epoch(net, loader, optimizer, scaler, loss_fn, amp_dtype, device, max
         if lr_of is not None:
             for group in optimizer.param_groups:
                 group["lr"] = lr_of(steps)
-        x = x.to(device, non_blocking=True)
+        x = x.to(device, non_blocking=True, memory_format=memory_format if x.dim() == 4 else torch.preserve_format)
         y = y.to(device, non_blocking=True).float()
         hooks = meter.hooks() if meter is not None and breakdown is None else contextlib.nullcontext()
         with autocast, hooks:
