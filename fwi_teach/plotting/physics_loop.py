@@ -91,7 +91,7 @@ def plot_data_misfit(summary, kinds=("truth", "mean-map", "pfm", "baseline", "ff
                label=START_LABELS.get(kind, kind))
     ax.set_xticks(range(len(families)), families, fontsize=10)
     ax.set_ylabel("relative L2 data misfit", fontsize=10)
-    ax.legend(fontsize=9, ncol=3)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     ax.set_title(title or "Does the predicted model explain the data? (lower is better, 95 % CI)", fontsize=11)
     return fig
 
@@ -138,6 +138,6 @@ def plot_hybrid_curves(rows, metrics=("model_rmse_mps", "data_misfit"), title=No
             ax.axvline(c, color="0.6", ls=":", lw=1)
         ax.set_xlabel("FWI iteration", fontsize=10)
         ax.set_ylabel(labels[metric], fontsize=10)
-    axes[0][0].legend(fontsize=9)
+    axes[0][-1].legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves
     fig.suptitle(title or "Hybrid FWI from each start (thick: mean over test samples)", fontsize=11)
     return fig
