@@ -92,6 +92,11 @@ PERFORMANCE_START = ("<!-- performance: written by `python benchmarks/forward.py
 PERFORMANCE_END = "<!-- end of performance -->"
 
 
+def _largest_first(shares: dict) -> list:
+    """``(name, share)`` pairs from the largest share down, those under 0.5 % left out."""
+    return [(k, v) for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v >= 0.005]
+
+
 def performance_block(rates: dict | None = None) -> str:
     """The README's performance figures, every number read from the recorded benchmark output.
 
@@ -136,8 +141,8 @@ def performance_block(rates: dict | None = None) -> str:
                f"{trn['fit_samples_per_s'] / trn['fit_contiguous_samples_per_s']:.2f}x as fast as "
                f"`memory_format=\"contiguous\"` ({trn['fit_contiguous_samples_per_s']:.0f} samples/s)."
                if "fit_contiguous_samples_per_s" in trn else "")
-            + (" Where a step's time goes: " + ", ".join(f"{k} {v:.0%}" for k, v in trn["step_phases"].items())
-               + "; of the kernels, " + ", ".join(f"{k} {v:.0%}" for k, v in trn["step_kernels"].items())
+            + (" Where a step's time goes: " + ", ".join(f"{k} {v:.0%}" for k, v in _largest_first(trn["step_phases"]))
+               + "; of the kernels, " + ", ".join(f"{k} {v:.0%}" for k, v in _largest_first(trn["step_kernels"]))
                + ". The plain loop runs the same kernels, so only fewer or cheaper kernels (bf16, a compiler) "
                "could make `fit` much faster than it." if "step_phases" in trn else ""))
     if not (fwd or trn):
