@@ -260,7 +260,7 @@ def worker_step_profile(steps: int) -> dict:
     phases = dict.fromkeys(("next batch", "forward", "loss", "backward", "optimiser step", "zero_grad"), 0.0)
     kinds = dict.fromkeys([*OP_KINDS, "other"], 0.0)
 
-    def run(timed: bool, prof=None):
+    def run(timed: bool):
         it = iter(DataLoader(data, batch_size=p.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)))
         for _ in range(steps):
             marks = [time.perf_counter()]
@@ -370,7 +370,7 @@ def main(argv=None) -> None:
           + ", ".join(f"{k} {v / kinds_total:.0%}" for k, v in sorted(prof["kinds"].items(), key=lambda kv: -kv[1])))
     recorded = {f"{r['width']:g}x{r['input_length']}": 1.0 / rate_fit}
     step_shares = {"step_phases": {k: v / total for k, v in prof["phases"].items()},
-                   "step_kernels": {k: v / kinds_total for k, v in sorted(prof["kinds"].items(), key=lambda kv: -kv[1])}}
+                   "step_kernels": {k: v / kinds_total for k, v in prof["kinds"].items()}}
     figures = {"fit_samples_per_s": rate_fit, "plain_samples_per_s": rate_plain, "fit_bf16_samples_per_s": rate_bf16,
                "fit_contiguous_samples_per_s": rate_contiguous, **step_shares,
                "gflop_per_sample": flops_step / 1e9, "mm_fp32_GFLOPs": r["mm_fp32"], "width": r["width"],

@@ -97,9 +97,9 @@ class TrainConfig:
         distributed. The items and their order are the same either way.
     memory_format : {"auto", "channels_last", "contiguous"}, default "auto"
         Memory layout of the 4-D training batches. With "channels_last" (NHWC)
-        oneDNN's convolutions and batch norms run faster on a CPU: about 1.2-1.3x per
-        training step of the cpu profile's InversionNet on 2 cores
-        (``benchmarks/training.py`` prints the figure). The model's weights keep their
+        oneDNN's convolutions and batch norms run faster on a CPU
+        (``benchmarks/training.py`` prints by how much at the cpu profile, and the
+        README's performance section quotes it). The model's weights keep their
         layout, so saved weights are unchanged. "auto": channels_last on a CPU,
         contiguous on CUDA (where channels_last is not measured here). Results are
         deterministic in either layout, but the two differ by float32 rounding, as any
