@@ -2,11 +2,14 @@
 
 Prints, in one run:
 
-0. samples per second of ``fit`` at the cpu profile (TrainConfig defaults: float32, data
-   preloaded, channels-last batches; with ``memory_format="contiguous"``; and with
-   ``amp="bf16"``) and of a plain PyTorch loop
-   (float32, a DataLoader over the same generated files), alternating runs; target:
-   ``fit`` >= 1.5x. Also the step's GFLOP/s from counted multiply-adds against a large
+0. samples per second of ``fit`` at the cpu profile (TrainConfig defaults: data preloaded,
+   channels-last batches, the step compiled by ``torch.compile`` and, on a CPU with bf16 in
+   hardware, bf16 autocast; with ``compile="off"``, the eager float32 step; with
+   ``amp="off"``, the compiled float32 step; with ``compile="off"`` and
+   ``memory_format="contiguous"``) and of a plain PyTorch loop
+   (float32, a DataLoader over the same generated files), alternating runs after one
+   compiled warm-up fit per precision (its time is printed: what the first compilation
+   costs a process); target: ``fit`` >= 1.5x. Also the step's GFLOP/s from counted multiply-adds against a large
    ``torch.mm`` on the same threads (the machine's limit), and where the time of one training
    step goes (phases timed, kernels of the forward and backward pass profiled). ``--record`` writes the rate
    into ``fwi_teach/experiments/benchmark_rates.json``, where the cost model reads it.
@@ -210,23 +213,30 @@ def worker_profile(repeats: int) -> dict:
         torch.manual_seed(0)
         initial = InversionNet(width_multiplier=p.width_multiplier, input_length=p.input_length)
         cfg = TrainConfig(epochs=epochs, batch_size=p.batch_size, lr=1e-4, device="cpu", progress=False)
-        plain, fitted, bf16, contiguous = [], [], [], []
+        variants = {"fit": cfg, "fit_eager": dataclasses.replace(cfg, compile="off"),
+                    "fit_fp32": dataclasses.replace(cfg, amp="off"),
+                    "fit_contiguous": dataclasses.replace(cfg, compile="off", memory_format="contiguous")}
+        times = {"plain": [], **{k: [] for k in variants}}
         cpu = torch.device("cpu")
-        _bare_loop(copy.deepcopy(initial), torch.utils.data.Subset(data, range(2 * p.batch_size)), p.batch_size, cpu)
-        for i in range(2 * repeats):  # plain, fit, fit, plain, ...
+        warm = torch.utils.data.Subset(data, range(2 * p.batch_size))
+        _bare_loop(copy.deepcopy(initial), warm, p.batch_size, cpu)
+        compile_s = {}  # the first compiled fit of each precision in this process (inductor's disk cache as it is)
+        for amp in ("auto", "off"):
+            compile_s[amp] = _timed(lambda: fit(copy.deepcopy(initial), warm, config=dataclasses.replace(
+                cfg, epochs=1, compile="on", amp=amp)))[0]
+        results = []
+        for i in range(2 * repeats):  # plain, fits, fits, plain, ...
             model = copy.deepcopy(initial)
             if (i % 2 == 0) == (i % 4 < 2):
-                plain.append(_timed(lambda: _bare_loop(model, data, p.batch_size, cpu, epochs))[0])
+                times["plain"].append(_timed(lambda: _bare_loop(model, data, p.batch_size, cpu, epochs))[0])
             else:
-                fitted.append(_timed(lambda: fit(model, data, config=cfg))[0])
-                model = copy.deepcopy(initial)
-                bf16.append(_timed(lambda: fit(model, data, config=dataclasses.replace(cfg, amp="bf16")))[0])
-                model = copy.deepcopy(initial)
-                contiguous.append(_timed(lambda: fit(model, data, config=dataclasses.replace(
-                    cfg, memory_format="contiguous")))[0])
+                for name, c in variants.items():
+                    model = copy.deepcopy(initial)
+                    times[name].append(_timed(lambda: results.append((name, fit(model, data, config=c))))[0])
+        probe = next(res for name, res in results if name == "fit")  # what the defaults chose
     macs = step_macs(initial, (5, p.input_length, 70))
-    return {"samples": len(data) * epochs, "plain": plain, "fit": fitted, "fit_bf16": bf16,
-            "fit_contiguous": contiguous, "macs_per_sample": macs, "generate_s": gen_s, "n_generated": len(data),
+    return {"samples": len(data) * epochs, **times, "compile_s": compile_s, "fit_amp": probe.amp,
+            "fit_compiled": probe.compiled, "macs_per_sample": macs, "generate_s": gen_s, "n_generated": len(data),
             "mm_fp32": mm_gflops(torch.float32), "mm_bf16": mm_gflops(torch.bfloat16),
             "batch": p.batch_size, "width": p.width_multiplier, "input_length": p.input_length}
 
@@ -339,31 +349,33 @@ def main(argv=None) -> None:
     steps = args.steps or 1
     t_start = time.perf_counter()
     r = _run_worker(["profile", "2" if args.quick else "3"])
-    plain, fitted = min(r["plain"]), min(r["fit"])
-    rate_plain, rate_fit = r["samples"] / plain, r["samples"] / fitted
+    rate = {k: r["samples"] / min(r[k]) for k in ("plain", "fit", "fit_eager", "fit_fp32", "fit_contiguous")}
+    rate_plain, rate_fit = rate["plain"], rate["fit"]
     flops_step = 3 * 2 * r["macs_per_sample"]  # forward + the two products of the backward pass
-    rate_bf16 = r["samples"] / min(r["fit_bf16"])
+    mm_fit = r["mm_bf16"] if r["fit_amp"] == "bf16" else r["mm_fp32"]
     print(f"Training throughput at the cpu profile (InversionNet width {r['width']:g}, input 5 x {r['input_length']} "
           f"x 70, batch {r['batch']}; {r['n_generated']} CurveFault-B samples generated on disk in "
           f"{r['generate_s']:.1f} s; 2 epochs, fastest of {len(r['fit'])} alternating runs; {_load()}):")
-    print(f"  plain PyTorch loop (float32, DataLoader over the files): {rate_plain:7.1f} samples/s "
-          f"(runs: {' '.join(f'{t:.1f}' for t in r['plain'])} s)")
-    print(f"  fit, TrainConfig defaults (float32, preloaded, NHWC):   {rate_fit:7.1f} samples/s "
-          f"(runs: {' '.join(f'{t:.1f}' for t in r['fit'])} s)")
-    rate_contiguous = r["samples"] / min(r["fit_contiguous"])
-    print(f"  fit, memory_format='contiguous' (NCHW batches):         {rate_contiguous:7.1f} samples/s "
-          f"(runs: {' '.join(f'{t:.1f}' for t in r['fit_contiguous'])} s)")
-    print(f"  fit, amp='bf16':                                        {rate_bf16:7.1f} samples/s "
-          f"(runs: {' '.join(f'{t:.1f}' for t in r['fit_bf16'])} s)")
-    print(f"  fit / plain loop: {rate_fit / rate_plain:.2f}x (target >= 1.5: {'PASS' if rate_fit / rate_plain >= 1.5 else 'FAIL'})")
+    labels = {"plain": "plain PyTorch loop (float32, DataLoader over the files)",
+              "fit": f"fit, TrainConfig defaults (compiled={r['fit_compiled']}, amp={r['fit_amp']}, NHWC)",
+              "fit_eager": "fit, compile='off' (eager float32, NHWC)",
+              "fit_fp32": "fit, amp='off' (compiled float32, NHWC)",
+              "fit_contiguous": "fit, compile='off', memory_format='contiguous'"}
+    for key, label in labels.items():
+        print(f"  {label + ':':<62} {rate[key]:7.1f} samples/s (runs: {' '.join(f'{t:.1f}' for t in r[key])} s)")
+    print(f"  first compiled fit in this process (compiles the step; inductor's disk cache as this machine has it): "
+          f"{r['compile_s']['auto']:.1f} s (amp='auto'), {r['compile_s']['off']:.1f} s (amp='off')")
+    print(f"  fit / plain loop: {rate_fit / rate_plain:.2f}x (target >= 1.5: {'PASS' if rate_fit / rate_plain >= 1.5 else 'FAIL'})"
+          f"; eager float32 fit / plain loop: {rate['fit_eager'] / rate_plain:.2f}x")
     print(f"  the limit: {r['macs_per_sample'] / 1e6:.0f} M multiply-adds per sample forward, ~{flops_step / 1e9:.2f} "
           f"GFLOP per sample per training step; fit achieves {rate_fit * flops_step / 1e9:.1f} GFLOP/s, the plain loop "
           f"{rate_plain * flops_step / 1e9:.1f}; a 2048^2 torch.mm does {r['mm_fp32']:.0f} (float32) / "
-          f"{r['mm_bf16']:.0f} (bf16) GFLOP/s on the same threads: fit at {rate_fit * flops_step / 1e9 / r['mm_fp32']:.0%} "
-          f"of the float32 matmul rate, fit bf16 at {rate_bf16 * flops_step / 1e9 / r['mm_bf16']:.0%} of the bf16 one")
+          f"{r['mm_bf16']:.0f} (bf16) GFLOP/s on the same threads: fit at {rate_fit * flops_step / 1e9 / mm_fit:.0%} "
+          f"of the {'bf16' if r['fit_amp'] == 'bf16' else 'float32'} matmul rate, the plain loop at "
+          f"{rate_plain * flops_step / 1e9 / r['mm_fp32']:.0%} of the float32 one")
     prof = _run_worker(["stepprofile", "10" if args.quick else "20"])
     total = sum(prof["phases"].values())
-    print(f"  where a step's time goes (batch {prof['batch']}, {prof['steps']} steps, {total / prof['steps'] * 1000:.0f} ms "
+    print(f"  where an eager float32 step's time goes (batch {prof['batch']}, {prof['steps']} steps, {total / prof['steps'] * 1000:.0f} ms "
           f"per step): " + ", ".join(f"{k} {v / total:.0%}" for k, v in prof["phases"].items()))
     kinds_total = sum(prof["kinds"].values())
     print("  kernels of the forward and backward pass and the loss (profiler self time): "
@@ -371,9 +383,12 @@ def main(argv=None) -> None:
     recorded = {f"{r['width']:g}x{r['input_length']}": 1.0 / rate_fit}
     step_shares = {"step_phases": {k: v / total for k, v in prof["phases"].items()},
                    "step_kernels": {k: v / kinds_total for k, v in prof["kinds"].items()}}
-    figures = {"fit_samples_per_s": rate_fit, "plain_samples_per_s": rate_plain, "fit_bf16_samples_per_s": rate_bf16,
-               "fit_contiguous_samples_per_s": rate_contiguous, **step_shares,
-               "gflop_per_sample": flops_step / 1e9, "mm_fp32_GFLOPs": r["mm_fp32"], "width": r["width"],
+    figures = {"fit_samples_per_s": rate_fit, "plain_samples_per_s": rate_plain,
+               "fit_eager_samples_per_s": rate["fit_eager"], "fit_fp32_samples_per_s": rate["fit_fp32"],
+               "fit_contiguous_samples_per_s": rate["fit_contiguous"], "fit_amp": r["fit_amp"],
+               "fit_compiled": r["fit_compiled"], "first_compile_s": r["compile_s"]["auto"], **step_shares,
+               "gflop_per_sample": flops_step / 1e9, "mm_fp32_GFLOPs": r["mm_fp32"],
+               "mm_bf16_GFLOPs": r["mm_bf16"], "width": r["width"],
                "input_length": r["input_length"], "batch": r["batch"]}
     print()
     print(f"Seconds per training step, methods interleaved in one process; torch {torch.__version__}, "

@@ -12,7 +12,10 @@ Every part of the package resolves these three things here and nowhere else:
   the same folder, then a rename, so nothing is ever left half-written; :func:`folder_swap`
   does the same for a whole folder;
 - :func:`load_tensors` reads a torch file safely (``weights_only``), and a damaged or foreign
-  file raises :class:`CorruptFileError` with the file's path and what to do about it.
+  file raises :class:`CorruptFileError` with the file's path and what to do about it;
+- :func:`compile_disabled`, :func:`cpu_compiler` and :func:`inductor_cache_dir` are what the
+  compiled time step (:mod:`fwi_teach.physics.engines`) and the compiled training step
+  (:mod:`fwi_teach.training.compiled`) both ask before they compile.
 
 This module imports nothing else of the package, so every sub-package may use it.
 """
@@ -27,7 +30,8 @@ from pathlib import Path
 
 __all__ = ["DEVICES", "resolve_device", "resolve_cache_dir", "find_book_root", "CorruptFileError", "load_tensors",
            "process_fingerprint", "process_alive", "TEMP_SUFFIX", "atomic_write", "atomic_write_bytes", "atomic_save_npy",
-           "remove_stale_temporaries", "display_path", "folder_swap"]
+           "remove_stale_temporaries", "display_path", "folder_swap", "compile_disabled", "cpu_compiler",
+           "inductor_cache_dir"]
 
 #: Device names the command line and the book's parameters accept (``cuda:N`` too).
 DEVICES = ("auto", "cpu", "cuda")
@@ -344,3 +348,25 @@ def folder_swap(path):
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- compiled code
+def compile_disabled() -> bool:
+    """Whether ``FWI_TEACH_COMPILE`` is set to 0 / false / no / off: then nothing of the package compiles."""
+    return os.environ.get("FWI_TEACH_COMPILE", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def cpu_compiler() -> str | None:
+    """The C++ compiler inductor would find (``$CXX``, g++, c++ or clang++), or None."""
+    return next((shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c and shutil.which(c)),
+                None)
+
+
+def inductor_cache_dir() -> None:
+    """Keep compiled kernels in the package cache (``$FWI_TEACH_CACHE/inductor``) unless the user chose a place.
+
+    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first compiles; its on-disk
+    caches then let every later process reuse the kernels of a shape it has seen.
+    """
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(resolve_cache_dir() / "inductor")

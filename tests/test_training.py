@@ -291,13 +291,17 @@ def test_preloading_reads_once_and_trains_the_same_model(amp):
         counted = CountingDataset(train)
         res = fit(model, counted, CountingDataset(val), config(epochs=3, amp=amp, preload=preload))
         runs[preload] = (model, counted.reads, res)
-    assert runs[True][1] == 16 + 1  # every item once (+ the size probe of item 0)
+    assert runs[True][1] == 16  # every item once (item 0, read to size the tensors, is kept)
     assert runs[False][1] == 3 * 16  # every item in every epoch
     assert same_weights(runs[True][0], runs[False][0])  # same items, same order: the same model
     assert [h["val_loss"] for h in runs[True][2].history] == [h["val_loss"] for h in runs[False][2].history]
     assert runs[True][2].amp == amp
     with pytest.raises(ValueError, match="preload='yes'; expected 'auto', True or False"):
         TrainConfig(preload="yes")
+    ragged = [(torch.zeros(5, 16, 16), torch.zeros(1, 16, 16))] * 3 + [(torch.zeros(5, 12, 16), torch.zeros(1, 16, 16))]
+    with pytest.raises(ValueError, match=r"train_dataset item 3 has shapes \(5, 12, 16\) and \(1, 16, 16\), item 0 "
+                                         r"\(5, 16, 16\) and \(1, 16, 16\); every item must have the same shapes"):
+        fit(make_model(), ragged, config=config(epochs=1, amp=amp, preload=True))
 
 
 def test_cpu_bf16_training_is_deterministic():
@@ -340,6 +344,106 @@ def test_channels_last_batches_train_the_same_model_to_float32_rounding():
     assert res_a.best_epoch == res_c.best_epoch
     with pytest.raises(ValueError, match="memory_format='nhwc'; expected one of"):
         TrainConfig(memory_format="nhwc")
+
+
+def _compiler_or_skip(monkeypatch):
+    from fwi_teach.runtime import cpu_compiler
+
+    if cpu_compiler() is None:
+        pytest.skip("no C++ compiler: torch.compile cannot run here")
+    monkeypatch.setenv("FWI_TEACH_COMPILE", "1")  # tests/conftest.py sets "0"
+
+
+def test_compiled_step_trains_the_eager_model_to_float32_rounding_and_is_deterministic(monkeypatch):
+    _compiler_or_skip(monkeypatch)
+    train, val = make_data(18, 0), make_data(8, 1)  # 4 full batches of 4, then one of 2 (run eagerly)
+    runs = {}
+    for mode in ("on", "off", "on"):
+        model = make_model()
+        model.drop = nn.Identity()  # compiled dropout draws its mask differently
+        res = fit(model, train, val, config(epochs=3, amp="off", compile=mode))
+        runs.setdefault(mode, []).append((model, res))
+    (a, res_a), (b, res_b) = runs["on"]
+    c, res_c = runs["off"][0]
+    assert res_a.compiled and not res_c.compiled and res_a.amp == res_c.amp == "off"
+    assert same_weights(a, b)  # deterministic when compiled
+    x = val.tensors[0]
+    with torch.no_grad():  # batch statistics: see the channels-last test for why not eval mode
+        torch.testing.assert_close(a.train()(x), c.train()(x), rtol=1e-4, atol=1e-5)
+    assert [h["train_loss"] for h in res_a.history] == pytest.approx([h["train_loss"] for h in res_c.history],
+                                                                     rel=1e-5)
+    with pytest.raises(ValueError, match="compile='yes'; expected one of"):
+        TrainConfig(compile="yes")
+    assert TrainConfig(compile=True).compile == "on" and TrainConfig(compile=False).compile == "off"
+
+
+def test_compile_auto_follows_the_run_length_the_machine_and_the_switch(monkeypatch):
+    from fwi_teach.training import compiled, loop
+
+    _compiler_or_skip(monkeypatch)
+    cpu = torch.device("cpu")
+    n = compiled.COMPILE_MIN_STEPS
+    assert compiled.use_compile("auto", cpu, n, distributed=False)
+    assert not compiled.use_compile("auto", cpu, n - 1, distributed=False)  # too short to pay for compiling
+    assert compiled.use_compile("on", cpu, 1, distributed=False)
+    assert not compiled.use_compile("off", cpu, 10 * n, distributed=False)
+    assert not compiled.use_compile("on", cpu, 10 * n, distributed=True)
+    monkeypatch.setattr(compiled, "cpu_compiler", lambda: None)
+    assert not compiled.use_compile("on", cpu, 10 * n, distributed=False)
+    assert "no C++ compiler" in compiled.compiler_available(cpu)
+    monkeypatch.undo()
+    monkeypatch.setenv("FWI_TEACH_COMPILE", "0")
+    assert compiled.compiler_available(cpu) == "FWI_TEACH_COMPILE=0 is set"
+    # amp="auto" on a CPU: bf16 only in a compiled step on a CPU with bf16 in hardware
+    for native in (True, False):
+        monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda native=native: native)
+        assert loop._amp_dtype("auto", cpu, compiled=True) is (torch.bfloat16 if native else None)
+        assert loop._amp_dtype("auto", cpu, compiled=False) is None
+        assert loop._amp_dtype("bf16", cpu) is torch.bfloat16 and loop._amp_dtype("off", cpu, True) is None
+
+
+def test_a_failed_compilation_warns_once_and_trains_the_eager_model(monkeypatch):
+    from fwi_teach.training import compiled
+
+    _compiler_or_skip(monkeypatch)
+    calls = []
+
+    class Broken:
+        def __init__(self, module, **kw):
+            pass
+
+        def __call__(self, x):
+            calls.append(x.shape[0])
+            raise RuntimeError("inductor: no working C++ compiler\nlong details")
+
+    monkeypatch.setattr(compiled.torch, "compile", Broken)
+    train = make_data(16, 0)
+    model = make_model()
+    with pytest.warns(UserWarning, match=r"compiled training step is not available here \(RuntimeError: inductor: "
+                                         r"no working C\+\+ compiler\); training eagerly") as caught:
+        res = fit(model, train, config=config(epochs=2, amp="off", compile="on"))
+    assert sum("compiled training step" in str(w.message) for w in caught) == 1
+    assert calls == [4] and not res.compiled  # tried once, at the first compiled step, then never again
+    eager = make_model()
+    fit(eager, train, config=config(epochs=2, amp="off", compile="off"))
+    assert same_weights(model, eager)  # the failed batch was computed eagerly: nothing lost
+
+
+def test_fit_steps_with_fused_adamw_where_torch_has_it(monkeypatch):
+    from fwi_teach.training import loop
+
+    params = [nn.Parameter(torch.zeros(3))]
+    assert loop._adamw(params, 1e-3, 1e-4).defaults["fused"] is True  # CPU float32: the fused kernel
+    real = torch.optim.AdamW
+
+    def no_fused(p, fused=None, **kw):
+        if fused:
+            raise RuntimeError("fused=True requires all the params to be floating point Tensors of supported devices")
+        return real(p, **kw)
+
+    monkeypatch.setattr(loop.torch.optim, "AdamW", no_fused)
+    opt = loop._adamw(params, 1e-3, 1e-4)
+    assert not opt.defaults.get("fused") and opt.defaults["lr"] == 1e-3 and opt.defaults["weight_decay"] == 1e-4
 
 
 def test_learning_rate_schedules():

@@ -180,6 +180,23 @@ class Profile:
         object.__setattr__(self, "low_data_fractions", fractions)
 
     @property
+    def compile_mode(self) -> str:
+        """``TrainConfig.compile`` of every run of this profile: ``"on"`` when its pretraining run is
+        long enough for ``compile="auto"`` (real data, or ``epochs_pretrain`` times its steps per
+        epoch >= :data:`fwi_teach.training.compiled.COMPILE_MIN_STEPS`), else ``"off"``.
+
+        One setting for the whole profile keeps its models in one precision: on a CPU with
+        bf16 in hardware a compiled step trains in bf16 autocast (``TrainConfig.amp``), so
+        choosing per run would mix precisions between, say, the shares of the low-data sweep.
+        """
+        from ..training.compiled import COMPILE_MIN_STEPS
+
+        if self.n_train is None:
+            return "on"
+        steps_per_epoch = -(-self.n_train * len(self.pretrain_families) // self.batch_size)
+        return "on" if steps_per_epoch * self.epochs_pretrain >= COMPILE_MIN_STEPS else "off"
+
+    @property
     def input_length(self) -> int:
         """Time samples per trace that the network sees: ``nt // time_decimation``."""
         return self.nt // self.time_decimation

@@ -125,7 +125,8 @@ def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progres
                   "fft": (p.epochs_finetune, p.lr_finetune), "lora": (p.epochs_finetune, p.lr_lora)}[kind]
     folder = pdir / "models" / name
     cfg = TrainConfig(epochs=epochs, batch_size=p.batch_size, lr=lr, weight_decay=p.weight_decay, loss=p.loss,
-                      schedule=p.schedule, warmup_epochs=p.warmup_epochs, device=device, seed=int(seed), checkpoint_dir=folder / "checkpoints", progress=progress,
+                      schedule=p.schedule, warmup_epochs=p.warmup_epochs, device=device, seed=int(seed),
+                      checkpoint_dir=folder / "checkpoints", progress=progress, compile=p.compile_mode,
                       eval_batch_size=max(p.batch_size, 32),
                       num_workers=2 if resolve_device(device).type == "cuda" else 0)  # loading keeps up
     train = train_sets[0] if len(train_sets) == 1 else ConcatDataset(train_sets)
@@ -143,7 +144,8 @@ def _train(kind, family, p, cache_dir, seed, device, data_dir, fraction, progres
             "epochs": epochs, "best_epoch": result.best_epoch, "trainable_params": result.trainable_params,
             "total_params": result.total_params, "peak_memory_mb": result.peak_memory_mb,
             "memory_kind": result.memory_kind, "train_wall_time_s": result.wall_time_s,
-            "samples_per_s": result.samples_per_s, "wall_time_s": time.perf_counter() - start}
+            "samples_per_s": result.samples_per_s, "amp": result.amp, "compiled": result.compiled,
+            "wall_time_s": time.perf_counter() - start}
     rows = [{**base, "eval_family": f, **m} for f, m in metrics.items()]
     record = art.make_record(name, p, seed, data_dir, env, rows, train=result.to_dict(), artifacts=saved,
                              lora=vars(art.lora_settings(p)) if kind == "lora" else None, per_sample=per_sample,

@@ -10,11 +10,9 @@ so that a process warns once and then takes the next engine.
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import torch
 
+from ..runtime import compile_disabled, cpu_compiler, inductor_cache_dir
 from . import native
 from .stencil import step_fused
 
@@ -22,24 +20,6 @@ __all__ = ["compiled_step_available", "simulation_engine", "native_ok", "segment
 
 #: Per-process state: the compiled step, and flags for failed compilations and given warnings.
 STATE: dict = {}
-
-
-def inductor_cache_dir() -> None:
-    """Keep compiled kernels in the package cache (``$FWI_TEACH_CACHE/inductor``) unless the user chose a place.
-
-    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first compiles; its on-disk
-    caches then let every later process reuse the kernels of a shape it has seen.
-    """
-    from ..runtime import resolve_cache_dir
-
-    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(resolve_cache_dir() / "inductor")
-
-
-def cpu_compiler() -> str | None:
-    """The C++ compiler inductor would find (``$CXX``, g++, c++ or clang++), or None."""
-    return next((shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c and shutil.which(c)),
-                None)
 
 
 def compiled_step_available(device="cpu") -> bool:
@@ -50,7 +30,7 @@ def compiled_step_available(device="cpu") -> bool:
     answer is a precondition; the first compilation itself can still fail, and then
     :func:`~fwi_teach.physics.simulate` falls back to the eager path.)
     """
-    if os.environ.get("FWI_TEACH_COMPILE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if compile_disabled():
         return False
     if STATE.get("failed"):
         return False

@@ -26,6 +26,9 @@ SCHEDULES = ("constant", "cosine")
 #: Memory layouts of the training batches accepted by :class:`TrainConfig`.
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
+#: Values of ``TrainConfig.compile`` (True and False stand for "on" and "off").
+COMPILE_MODES = ("auto", "on", "off")
+
 
 def learning_rate(config, step: int, steps_per_epoch: int) -> float:
     """Learning rate of optimiser step ``step`` (counted from 0) under ``config``'s schedule.
@@ -69,10 +72,12 @@ class TrainConfig:
     amp : {"auto", "off", "bf16", "fp16"} or bool, default "auto"
         Mixed precision of the forward pass (autocast; weights, gradients and the
         optimiser stay float32). "auto": on CUDA bf16 if the GPU supports it, else
-        fp16 (with a gradient scaler); on CPU float32. "bf16" works on CPU too
-        (worth trying where :func:`fwi_teach.training.loop.cpu_has_native_bf16`;
-        at the cpu profile it was 1.3x faster per bare step but no faster inside
-        ``fit`` on our 2-core machine). "fp16" needs CUDA.
+        fp16 (with a gradient scaler); on CPU bf16 when the step is compiled (see
+        ``compile``) and the CPU computes bf16 in hardware
+        (:func:`fwi_teach.training.loop.cpu_has_native_bf16`), else float32: only
+        the compiled step, which fuses the casts, gains from bf16 on a CPU
+        (``benchmarks/training.py`` prints both). "bf16" forces it on CPU too;
+        "fp16" needs CUDA.
     device : str, default "auto"
         "auto" (CUDA if available), "cpu", "cuda" or "cuda:N".
     seed : int, default 0
@@ -106,6 +111,16 @@ class TrainConfig:
         change of summation order makes them: AdamW turns the rounding noise of a
         gradient that should be zero (a convolution bias before batch norm) into full
         steps, so such weights, and the running means after them, drift apart.
+    compile : {"auto", "on", "off"} or bool, default "auto"
+        Run full training batches through ``torch.compile`` (inductor), which fuses
+        batch norm, activations and casts around the convolutions. "auto": for runs of
+        at least ``fwi_teach.training.compiled.COMPILE_MIN_STEPS`` optimiser steps
+        (shorter ones would spend more on the first compilation than they save);
+        "on": always; "off": never. Nothing compiles with ``FWI_TEACH_COMPILE=0``,
+        under ``torchrun``, or without a C++ compiler (CPU) or Triton (CUDA); a failed
+        compilation warns once and training goes on eagerly. Compiled kernels are
+        cached across processes in ``$FWI_TEACH_CACHE/inductor``. Deterministic on
+        CPU, but not bit-identical to the eager model (rounding differs).
 
     Raises
     ------
@@ -131,6 +146,7 @@ class TrainConfig:
     eval_batch_size: int | None = None
     preload: Any = "auto"
     memory_format: str = "auto"
+    compile: Any = "auto"
 
     def __post_init__(self):
         self.validate()
@@ -161,6 +177,10 @@ class TrainConfig:
             self.amp = "off"
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp={self.amp!r}; expected one of {AMP_MODES} (or True / False)")
+        if self.compile is True or self.compile is False:
+            self.compile = "on" if self.compile else "off"
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile={self.compile!r}; expected one of {COMPILE_MODES} (or True / False)")
         if self.preload not in ("auto", True, False):
             raise ValueError(f"preload={self.preload!r}; expected 'auto', True or False")
         if self.memory_format not in MEMORY_FORMATS:
@@ -199,6 +219,10 @@ class TrainResult:
         Duration of this ``fit`` call.
     checkpoint_path : str or None
         ``best.pt`` when ``checkpoint_dir`` was given.
+    amp : str
+        The autocast precision used: "off" (float32), "bf16" or "fp16".
+    compiled : bool
+        Whether full training batches went through ``torch.compile`` (``TrainConfig.compile``).
     """
 
     history: list
@@ -216,6 +240,7 @@ class TrainResult:
     rss_peak_delta_mb: float | None = None
     device: str = "cpu"
     amp: str = "off"
+    compiled: bool = False
     world_size: int = 1
     resumed_from_epoch: int = 0
     steps_this_call: int = 0

@@ -10,9 +10,13 @@ layers stay in eval mode under ``model.train()``).
 
 What :func:`fit` takes care of
 ------------------------------
+* Compiled step: runs of at least ``compiled.COMPILE_MIN_STEPS`` optimiser steps go through
+  ``torch.compile`` where a compiler is there, with an eager fallback (``compile``;
+  :mod:`fwi_teach.training.compiled`).
+* Optimiser: AdamW's fused kernel (one pass over all parameters) where torch has one.
 * Mixed precision: on CUDA bf16 autocast where supported, else fp16 with a
-  gradient scaler; CPU training is float32 unless ``amp="bf16"`` is asked for
-  (``amp="off"`` forces float32 everywhere).
+  gradient scaler; on CPU bf16 when the step is compiled on a CPU with bf16 in
+  hardware, else float32 (``amp="off"`` forces float32 everywhere).
 * Data in memory: small data sets are read once before the first epoch
   (``preload``), so epochs do not re-read, decimate and normalise every item.
 * Memory layout: on a CPU the batches are laid out channels-last (NHWC), where
@@ -69,9 +73,10 @@ from . import distributed as dist_utils
 from .config import TrainConfig, TrainResult, _check_int, learning_rate
 from .checkpoints import (_atomic_save, _checkpoints, _cpu_state, _open_checkpoint_dir, _restore_run,
                           _seed_everything)
-from .loop import (_amp_dtype, _as_dataset, _check_dataset, _eval_sums, _loss_fn, _metrics_from_sums, _peak_memory,
-                   _preloaded, _RssMeter, _throughput, _train_epoch, batch_memory_format)
+from .loop import (_adamw, _amp_dtype, _as_dataset, _check_dataset, _eval_sums, _loss_fn, _metrics_from_sums,
+                   _peak_memory, _preloaded, _RssMeter, _throughput, _train_epoch, batch_memory_format)
 from .memory import SavedTensorMeter as _SavedTensorMeter
+from .compiled import TrainingForward, use_compile
 
 __all__ = ["fit", "evaluate", "predict", "load_weights"]
 
@@ -234,7 +239,6 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
     wall0 = time.perf_counter()
     ctx = dist_utils.setup(cfg.device)
     device = ctx.device
-    amp_dtype = _amp_dtype(cfg.amp, device)
     show = bool(cfg.progress) and ctx.is_main
     _seed_everything(cfg.seed)
     model.to(device)
@@ -247,10 +251,6 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
     net = model
     if ctx.is_distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    history, start_epoch, best_val, best_epoch, best_state = _restore_run(state, optimizer, scaler, best_path,
-                                                                          val_dataset is not None)
 
     loss_fn = _loss_fn(cfg.loss)
     sampler = DistributedSampler(train_dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
@@ -260,6 +260,13 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
     steps_per_epoch = len(sampler) // cfg.batch_size if drop_single else math.ceil(len(sampler) / cfg.batch_size)
     if cfg.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    optimizer = _adamw(params, cfg.lr, cfg.weight_decay)
+    compiled = use_compile(cfg.compile, device, cfg.epochs * steps_per_epoch, ctx.is_distributed)
+    amp_dtype = _amp_dtype(cfg.amp, device, compiled)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    history, start_epoch, best_val, best_epoch, best_state = _restore_run(state, optimizer, scaler, best_path,
+                                                                          val_dataset is not None)
+    forward = TrainingForward(net, cfg.batch_size if compiled else None)
     val_loader = None
     if val_dataset is not None:
         val_loader = DataLoader(val_dataset, batch_size=cfg.eval_batch_size or cfg.batch_size,
@@ -280,7 +287,7 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
             with tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                       disable=not show) as bar:
                 lr_of = functools.partial(_lr_of_step, cfg, epoch * steps_per_epoch, steps_per_epoch)
-                loss_sum, n, steps, train_s, bd = _train_epoch(net, loader, optimizer, scaler, loss_fn, amp_dtype,
+                loss_sum, n, steps, train_s, bd = _train_epoch(forward, loader, optimizer, scaler, loss_fn, amp_dtype,
                                                                device, cfg.max_steps_per_epoch, bar,
                                                                meter if breakdown is None else None, lr_of,
                                                                batch_memory_format(cfg.memory_format, device))
@@ -331,5 +338,5 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
         wall_time_s=time.perf_counter() - wall0,
         checkpoint_path=str(best_path) if best_path is not None and best_path.exists() else None,
         memory_breakdown_mb=breakdown, rss_peak_delta_mb=rss_mb, device=str(device),
-        amp={None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype],
+        amp={None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype], compiled=forward.is_compiled,
         world_size=ctx.world_size, resumed_from_epoch=start_epoch, steps_this_call=steps_this_call)

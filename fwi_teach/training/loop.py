@@ -73,19 +73,31 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _amp_dtype(amp: str, device: torch.device):
+def _amp_dtype(amp: str, device: torch.device, compiled: bool = False):
+    """The autocast dtype of ``TrainConfig.amp`` on ``device`` (None: float32); ``compiled``: the step is compiled."""
     if amp == "off":
         return None
     if device.type != "cuda":
         if amp == "fp16":
             raise ValueError(f"amp='fp16' needs a CUDA device but training runs on {device}; use 'bf16', 'auto' "
                              "or 'off'")
-        # "auto" stays float32 on CPU: at the cpu profile bf16 autocast measured 1.3x faster per
-        # bare step but no faster inside fit (benchmarks/training.py), so it is opt-in.
-        return torch.bfloat16 if amp == "bf16" else None
+        # "auto" on CPU: bf16 only where it pays, in a compiled step (which fuses the casts) on a CPU
+        # that computes bf16 in hardware; eager bf16 is hardly faster than float32 (benchmarks/training.py).
+        if amp == "auto":
+            return torch.bfloat16 if compiled and device.type == "cpu" and cpu_has_native_bf16() else None
+        return torch.bfloat16
     if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
+
+
+def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with its fused kernel (all parameters in one pass per step) where torch has one for them, else
+    the default implementation; the two keep the same state and differ by float32 rounding."""
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 #: ``preload="auto"`` keeps a data set in memory when it takes at most this many bytes.
@@ -115,12 +127,16 @@ def _preloaded(dataset, mode, is_distributed: bool, desc: str, show: bool):
     item_bytes = sum(t.numel() * t.element_size() for t in (torch.as_tensor(x0), torch.as_tensor(y0)))
     if mode == "auto" and (is_distributed or item_bytes * len(dataset) > preload_limit_bytes()):
         return dataset
-    xs, ys = [], []
+    x0, y0 = torch.as_tensor(x0), torch.as_tensor(y0)
+    xs = torch.empty((len(dataset), *x0.shape), dtype=x0.dtype)  # filled in place: no second copy to stack
+    ys = torch.empty((len(dataset), *y0.shape), dtype=y0.dtype)
     for i in tqdm(range(len(dataset)), desc=f"loading {desc} into memory", leave=False, disable=not show):
-        x, y = _unpack(dataset[i], desc)
-        xs.append(torch.as_tensor(x))
-        ys.append(torch.as_tensor(y))
-    return TensorDataset(torch.stack(xs), torch.stack(ys))
+        x, y = (torch.as_tensor(t) for t in _unpack(dataset[i], desc)) if i else (x0, y0)
+        if x.shape != x0.shape or y.shape != y0.shape:
+            raise ValueError(f"{desc} item {i} has shapes {tuple(x.shape)} and {tuple(y.shape)}, item 0 "
+                             f"{tuple(x0.shape)} and {tuple(y0.shape)}; every item must have the same shapes")
+        xs[i], ys[i] = x, y
+    return TensorDataset(xs, ys)
 
 
 def _sync(device: torch.device) -> None:
@@ -271,9 +287,9 @@ def _train_epoch(net, loader, optimizer, scaler, loss_fn, amp_dtype, device, max
                  memory_format=torch.contiguous_format):
     """One pass over ``loader``; returns (loss sum, samples, steps, seconds, memory breakdown or None).
 
-    ``lr_of(i)``, if given, is the learning rate of the epoch's step ``i``; 4-D batches are
-    laid out in ``memory_format``."""
-    net.train()
+    ``net`` is a :class:`~fwi_teach.training.compiled.TrainingForward`; ``lr_of(i)``, if given,
+    is the learning rate of the epoch's step ``i``; 4-D batches are laid out in ``memory_format``."""
+    net.eager.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     n = steps = 0
     breakdown = None
@@ -291,14 +307,14 @@ def _train_epoch(net, loader, optimizer, scaler, loss_fn, amp_dtype, device, max
         y = y.to(device, non_blocking=True).float()
         hooks = meter.hooks() if meter is not None and breakdown is None else contextlib.nullcontext()
         with autocast, hooks:
-            pred = net(x)
+            pred = net(x, eager=meter is not None and breakdown is None)
         _check_shapes(pred, y)
         loss = loss_fn(pred.float(), y)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         if meter is not None and breakdown is None:
-            module = getattr(net, "module", net)
+            module = getattr(net.eager, "module", net.eager)
             breakdown = {
                 "parameters_and_buffers": _nbytes(module.parameters()) + _nbytes(module.buffers()),
                 "gradients": _nbytes(p.grad for p in module.parameters() if p.grad is not None),
