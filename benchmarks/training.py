@@ -387,6 +387,7 @@ def main(argv=None) -> None:
                "fit_eager_samples_per_s": rate["fit_eager"], "fit_fp32_samples_per_s": rate["fit_fp32"],
                "fit_contiguous_samples_per_s": rate["fit_contiguous"], "fit_amp": r["fit_amp"],
                "fit_compiled": r["fit_compiled"], "first_compile_s": r["compile_s"]["auto"], **step_shares,
+               "samples": r["samples"], "plain_runs_s": r["plain"], "fit_runs_s": r["fit"],
                "gflop_per_sample": flops_step / 1e9, "mm_fp32_GFLOPs": r["mm_fp32"],
                "mm_bf16_GFLOPs": r["mm_bf16"], "width": r["width"],
                "input_length": r["input_length"], "batch": r["batch"]}
