@@ -13,9 +13,10 @@ Every part of the package resolves these three things here and nowhere else:
   does the same for a whole folder;
 - :func:`load_tensors` reads a torch file safely (``weights_only``), and a damaged or foreign
   file raises :class:`CorruptFileError` with the file's path and what to do about it;
-- :func:`compile_disabled`, :func:`cpu_compiler` and :func:`inductor_cache_dir` are what the
-  compiled time step (:mod:`fwi_teach.physics.engines`) and the compiled training step
-  (:mod:`fwi_teach.training.compiled`) both ask before they compile.
+- :func:`compile_disabled`, :func:`cpu_compiler`, :func:`compile_unavailable`,
+  :func:`inductor_cache_dir` and :func:`exception_summary` are what the compiled time step
+  (:mod:`fwi_teach.physics.engines`) and the compiled training step
+  (:mod:`fwi_teach.training.compiled`) both ask before they compile, and how they report a failure.
 
 This module imports nothing else of the package, so every sub-package may use it.
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 __all__ = ["DEVICES", "resolve_device", "resolve_cache_dir", "find_book_root", "CorruptFileError", "load_tensors",
            "process_fingerprint", "process_alive", "TEMP_SUFFIX", "atomic_write", "atomic_write_bytes", "atomic_save_npy",
            "remove_stale_temporaries", "display_path", "folder_swap", "compile_disabled", "cpu_compiler",
-           "inductor_cache_dir"]
+           "compile_unavailable", "inductor_cache_dir", "exception_summary"]
 
 #: Device names the command line and the book's parameters accept (``cuda:N`` too).
 DEVICES = ("auto", "cpu", "cuda")
@@ -360,6 +361,33 @@ def cpu_compiler() -> str | None:
     """The C++ compiler inductor would find (``$CXX``, g++, c++ or clang++), or None."""
     return next((shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c and shutil.which(c)),
                 None)
+
+
+def compile_unavailable(device) -> str | None:
+    """Why ``torch.compile`` cannot be tried on ``device`` here, or None when it can.
+
+    Reasons: ``FWI_TEACH_COMPILE=0``, no C++ compiler (CPU), no Triton (CUDA), or another
+    device type. None is a precondition only: the first compilation itself can still fail.
+    """
+    import torch
+
+    if compile_disabled():
+        return "FWI_TEACH_COMPILE=0 is set"
+    kind = torch.device(device).type
+    if kind == "cpu":
+        return None if cpu_compiler() is not None else "no C++ compiler (g++, c++ or clang++) on the PATH"
+    if kind == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "Triton is not installed"
+        return None
+    return f"torch.compile is not used on {kind} devices"
+
+
+def exception_summary(exc: BaseException) -> str:
+    """``"TypeName: first line of the message"`` (at most 200 characters of it), for one-line warnings."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
 
 
 def inductor_cache_dir() -> None:

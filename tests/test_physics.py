@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fwi_teach import physics
+from fwi_teach import physics, runtime
 from fwi_teach.physics import engines
 from fwi_teach.physics import native as physics_native
 from fwi_teach.data import velocity_models
@@ -240,7 +240,7 @@ def _use_engine(monkeypatch, engine):
     if engine == "native" and not physics_native.available():
         pytest.skip(f"the C kernel cannot be built here: {physics_native.load_error()}")
     if engine == "torch.compile":
-        if engines.cpu_compiler() is None:
+        if runtime.cpu_compiler() is None:
             pytest.skip("no C++ compiler: torch.compile cannot run here")
         monkeypatch.setattr(engines, "native_ok", lambda v: False)
         monkeypatch.setitem(engines.STATE, "failed", False)

@@ -378,6 +378,7 @@ def test_compiled_step_trains_the_eager_model_to_float32_rounding_and_is_determi
 
 
 def test_compile_auto_follows_the_run_length_the_machine_and_the_switch(monkeypatch):
+    from fwi_teach import runtime
     from fwi_teach.training import compiled, loop
 
     _compiler_or_skip(monkeypatch)
@@ -388,12 +389,12 @@ def test_compile_auto_follows_the_run_length_the_machine_and_the_switch(monkeypa
     assert compiled.use_compile("on", cpu, 1, distributed=False)
     assert not compiled.use_compile("off", cpu, 10 * n, distributed=False)
     assert not compiled.use_compile("on", cpu, 10 * n, distributed=True)
-    monkeypatch.setattr(compiled, "cpu_compiler", lambda: None)
+    monkeypatch.setattr(runtime, "cpu_compiler", lambda: None)
     assert not compiled.use_compile("on", cpu, 10 * n, distributed=False)
-    assert "no C++ compiler" in compiled.compiler_available(cpu)
+    assert "no C++ compiler" in runtime.compile_unavailable(cpu)
     monkeypatch.undo()
     monkeypatch.setenv("FWI_TEACH_COMPILE", "0")
-    assert compiled.compiler_available(cpu) == "FWI_TEACH_COMPILE=0 is set"
+    assert runtime.compile_unavailable(cpu) == "FWI_TEACH_COMPILE=0 is set"
     # amp="auto" on a CPU: bf16 only in a compiled step on a CPU with bf16 in hardware
     for native in (True, False):
         monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda native=native: native)

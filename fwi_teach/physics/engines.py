@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..runtime import compile_disabled, cpu_compiler, inductor_cache_dir
+from ..runtime import compile_disabled, compile_unavailable, exception_summary, inductor_cache_dir
 from . import native
 from .stencil import step_fused
 
@@ -30,20 +30,11 @@ def compiled_step_available(device="cpu") -> bool:
     answer is a precondition; the first compilation itself can still fail, and then
     :func:`~fwi_teach.physics.simulate` falls back to the eager path.)
     """
-    if compile_disabled():
+    if compile_disabled() or STATE.get("failed"):
         return False
-    if STATE.get("failed"):
-        return False
-    kind = torch.device(device).type
-    if kind == "cpu":  # the C kernel needs a C compiler, torch.compile a C++ one
-        return native.available() or cpu_compiler() is not None
-    if kind == "cuda":
-        try:
-            import triton  # noqa: F401
-        except ImportError:
-            return False
+    if torch.device(device).type == "cpu" and native.available():  # the C kernel: a C compiler was enough
         return True
-    return False
+    return compile_unavailable(device) is None
 
 
 def simulation_engine(device="cpu", requires_grad: bool = False) -> str:
@@ -97,6 +88,5 @@ def compile_failed(exc: Exception) -> None:
     import warnings
 
     STATE["failed"] = True
-    first = (str(exc).strip().splitlines() or [""])[0][:200]
-    warnings.warn(f"fwi_teach.physics: the compiled time step is not available here ({type(exc).__name__}: "
-                  f"{first}); using the eager path (set FWI_TEACH_COMPILE=0 to skip the attempt)", stacklevel=3)
+    warnings.warn(f"fwi_teach.physics: the compiled time step is not available here ({exception_summary(exc)}); "
+                  f"using the eager path (set FWI_TEACH_COMPILE=0 to skip the attempt)", stacklevel=3)

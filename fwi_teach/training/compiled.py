@@ -27,32 +27,17 @@ import warnings
 import torch
 from torch import nn
 
-from ..runtime import compile_disabled, cpu_compiler, inductor_cache_dir
+from ..runtime import compile_unavailable, exception_summary, inductor_cache_dir
 
-__all__ = ["COMPILE_MIN_STEPS", "compiler_available", "use_compile", "TrainingForward"]
+__all__ = ["COMPILE_MIN_STEPS", "use_compile", "TrainingForward"]
 
 #: ``compile="auto"`` compiles runs of at least this many optimiser steps in total.
 COMPILE_MIN_STEPS = 200
 
 
-def compiler_available(device: torch.device) -> str | None:
-    """Why nothing can be compiled for ``device`` here, or None when ``torch.compile`` can be tried."""
-    if compile_disabled():
-        return "FWI_TEACH_COMPILE=0 is set"
-    if device.type == "cpu":
-        return None if cpu_compiler() is not None else "no C++ compiler (g++, c++ or clang++) on the PATH"
-    if device.type == "cuda":
-        try:
-            import triton  # noqa: F401
-        except ImportError:
-            return "Triton is not installed"
-        return None
-    return f"torch.compile is not used on {device.type} devices"
-
-
 def use_compile(mode: str, device: torch.device, total_steps: int, distributed: bool) -> bool:
     """Whether :func:`~fwi_teach.training.fit` compiles the training forward pass (see the module docstring)."""
-    if mode == "off" or distributed or compiler_available(device) is not None:
+    if mode == "off" or distributed or compile_unavailable(device) is not None:
         return False
     return mode == "on" or total_steps >= COMPILE_MIN_STEPS
 
@@ -88,8 +73,7 @@ class TrainingForward:
             return self.compiled(x)
         except Exception as exc:  # a failed compilation runs nothing; the eager module then computes the batch
             self.compiled = None
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
             warnings.warn(f"fwi_teach.training: the compiled training step is not available here "
-                          f"({type(exc).__name__}: {first}); training eagerly (TrainConfig(compile='off') "
+                          f"({exception_summary(exc)}); training eagerly (TrainConfig(compile='off') "
                           f"or FWI_TEACH_COMPILE=0 skips the attempt)", stacklevel=2)
             return self.eager(x)
