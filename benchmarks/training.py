@@ -3,9 +3,10 @@
 Prints, in one run:
 
 0. samples per second of ``fit`` at the cpu profile (TrainConfig defaults: data preloaded,
-   channels-last batches, the step compiled by ``torch.compile`` and, on a CPU with bf16 in
-   hardware, bf16 autocast; with ``compile="off"``, the eager float32 step; with
-   ``amp="off"``, the compiled float32 step; with ``compile="off"`` and
+   the step compiled by ``torch.compile`` on contiguous batches and, on a CPU with bf16 in
+   hardware, bf16 autocast; with ``memory_format="channels_last"``, the same step on
+   channels-last batches; with ``compile="off"``, the eager float32 step on channels-last
+   batches; with ``amp="off"``, the compiled float32 step; with ``compile="off"`` and
    ``memory_format="contiguous"``) and of a plain PyTorch loop
    (float32, a DataLoader over the same generated files), alternating runs after one
    compiled warm-up fit per precision (its time is printed: what the first compilation
@@ -213,7 +214,8 @@ def worker_profile(repeats: int) -> dict:
         torch.manual_seed(0)
         initial = InversionNet(width_multiplier=p.width_multiplier, input_length=p.input_length)
         cfg = TrainConfig(epochs=epochs, batch_size=p.batch_size, lr=1e-4, device="cpu", progress=False)
-        variants = {"fit": cfg, "fit_eager": dataclasses.replace(cfg, compile="off"),
+        variants = {"fit": cfg, "fit_nhwc": dataclasses.replace(cfg, memory_format="channels_last"),
+                    "fit_eager": dataclasses.replace(cfg, compile="off"),
                     "fit_fp32": dataclasses.replace(cfg, amp="off"),
                     "fit_contiguous": dataclasses.replace(cfg, compile="off", memory_format="contiguous")}
         times = {"plain": [], **{k: [] for k in variants}}
@@ -349,7 +351,7 @@ def main(argv=None) -> None:
     steps = args.steps or 1
     t_start = time.perf_counter()
     r = _run_worker(["profile", "2" if args.quick else "3"])
-    rate = {k: r["samples"] / min(r[k]) for k in ("plain", "fit", "fit_eager", "fit_fp32", "fit_contiguous")}
+    rate = {k: r["samples"] / min(r[k]) for k in ("plain", "fit", "fit_nhwc", "fit_eager", "fit_fp32", "fit_contiguous")}
     rate_plain, rate_fit = rate["plain"], rate["fit"]
     flops_step = 3 * 2 * r["macs_per_sample"]  # forward + the two products of the backward pass
     mm_fit = r["mm_bf16"] if r["fit_amp"] == "bf16" else r["mm_fp32"]
@@ -357,9 +359,10 @@ def main(argv=None) -> None:
           f"x 70, batch {r['batch']}; {r['n_generated']} CurveFault-B samples generated on disk in "
           f"{r['generate_s']:.1f} s; 2 epochs, fastest of {len(r['fit'])} alternating runs; {_load()}):")
     labels = {"plain": "plain PyTorch loop (float32, DataLoader over the files)",
-              "fit": f"fit, TrainConfig defaults (compiled={r['fit_compiled']}, amp={r['fit_amp']}, NHWC)",
+              "fit": f"fit, TrainConfig defaults (compiled={r['fit_compiled']}, amp={r['fit_amp']}, NCHW)",
+              "fit_nhwc": "fit, memory_format='channels_last' (NHWC)",
               "fit_eager": "fit, compile='off' (eager float32, NHWC)",
-              "fit_fp32": "fit, amp='off' (compiled float32, NHWC)",
+              "fit_fp32": "fit, amp='off' (compiled float32, NCHW)",
               "fit_contiguous": "fit, compile='off', memory_format='contiguous'"}
     for key, label in labels.items():
         print(f"  {label + ':':<62} {rate[key]:7.1f} samples/s (runs: {' '.join(f'{t:.1f}' for t in r[key])} s)")
@@ -384,7 +387,8 @@ def main(argv=None) -> None:
     step_shares = {"step_phases": {k: v / total for k, v in prof["phases"].items()},
                    "step_kernels": {k: v / kinds_total for k, v in prof["kinds"].items()}}
     figures = {"fit_samples_per_s": rate_fit, "plain_samples_per_s": rate_plain,
-               "fit_eager_samples_per_s": rate["fit_eager"], "fit_fp32_samples_per_s": rate["fit_fp32"],
+               "fit_eager_samples_per_s": rate["fit_eager"], "fit_nhwc_samples_per_s": rate["fit_nhwc"],
+               "fit_fp32_samples_per_s": rate["fit_fp32"],
                "fit_contiguous_samples_per_s": rate["fit_contiguous"], "fit_amp": r["fit_amp"],
                "fit_compiled": r["fit_compiled"], "first_compile_s": r["compile_s"]["auto"], **step_shares,
                "samples": r["samples"], "plain_runs_s": r["plain"], "fit_runs_s": r["fit"],

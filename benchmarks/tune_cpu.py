@@ -13,6 +13,10 @@ rerun prints at once.
     python benchmarks/tune_cpu.py --families flatvel-a curvefault-b --n-train 2000 --epochs 12 \
         --lr 2e-3 --schedule cosine --warmup 1
 
+With ``--record`` each family's probe is also written to ``results/cpu/tuning.json``, from
+which the README says what the baseline targets would take
+(:mod:`fwi_teach.experiments.tuning`).
+
 Tuning must only ever look at validation numbers; this script prints nothing else. The
 cpu profile's settings were chosen with it (at that time with data seed 0, the profile's
 own: its validation split, never its test split).
@@ -51,6 +55,9 @@ def main(argv=None) -> int:
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--loss", default="l1")
     ap.add_argument("--data-seed", type=int, default=1, help="seed of the tuning data (default 1; profiles use 0)")
+    ap.add_argument("--record", action="store_true",
+                    help="also write each family's probe into results/cpu/tuning.json (what the README's "
+                         "'what the baseline targets would take' paragraph reads)")
     args = ap.parse_args(argv)
 
     base = get_profile("cpu")
@@ -82,7 +89,28 @@ def main(argv=None) -> int:
               f"  val MAE {best['val_mae']:.4f} ({best['val_mae'] / ref['mae']:.2f}x mean map)  best epoch "
               f"{train['best_epoch']}/{args.epochs}  {row['samples_per_s']:.0f} samples/s  train "
               f"{row['train_wall_time_s']:.0f} s (data {gen_s:.0f} s)\n    val SSIM by epoch: {curve}", flush=True)
+        if args.record:
+            _record({"family": fam, "profile": p.name, **settings, "val_ssim": best["val_ssim"],
+                     "val_mae": best["val_mae"], "mean_map_ssim": ref["ssim"], "mean_map_mae": ref["mae"],
+                     "best_epoch": train["best_epoch"], "samples_per_s": row["samples_per_s"],
+                     "train_wall_time_s": row["train_wall_time_s"], "amp": row.get("amp"),
+                     "compiled": row.get("compiled"), "git_commit": row.get("git_commit"),
+                     "date": time.strftime("%Y-%m-%d")})
     return 0
+
+
+def _record(probe: dict) -> None:
+    """Add ``probe`` to results/cpu/tuning.json, replacing an earlier probe of the same family and settings."""
+    from pathlib import Path
+
+    from fwi_teach.experiments.tuning import TUNING_FILE, load_tuning
+    from fwi_teach.runtime import atomic_write_bytes
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "cpu"
+    probes = [q for q in load_tuning(folder) if (q["family"], q["profile"]) != (probe["family"], probe["profile"])]
+    probes.append(probe)
+    probes.sort(key=lambda q: (q["family"], q["epochs"], q["n_train"]))
+    atomic_write_bytes(folder / TUNING_FILE, (json.dumps(probes, indent=1) + "\n").encode())
 
 
 if __name__ == "__main__":

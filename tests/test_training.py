@@ -320,6 +320,8 @@ def test_channels_last_batches_train_the_same_model_to_float32_rounding():
 
     assert batch_memory_format("auto", torch.device("cpu")) is torch.channels_last
     assert batch_memory_format("auto", torch.device("cuda")) is torch.contiguous_format
+    assert batch_memory_format("auto", torch.device("cpu"), compiled=True) is torch.contiguous_format
+    assert batch_memory_format("channels_last", torch.device("cpu"), compiled=True) is torch.channels_last
     assert batch_memory_format("contiguous", torch.device("cpu")) is torch.contiguous_format
     train, val = make_data(16, 0), make_data(8, 1)
     runs = {}
@@ -426,7 +428,8 @@ def test_a_failed_compilation_warns_once_and_trains_the_eager_model(monkeypatch)
     assert sum("compiled training step" in str(w.message) for w in caught) == 1
     assert calls == [4] and not res.compiled  # tried once, at the first compiled step, then never again
     eager = make_model()
-    fit(eager, train, config=config(epochs=2, amp="off", compile="off"))
+    # a run set to compile lays its batches out contiguous, also after falling back to eager
+    fit(eager, train, config=config(epochs=2, amp="off", compile="off", memory_format="contiguous"))
     assert same_weights(model, eager)  # the failed batch was computed eagerly: nothing lost
 
 

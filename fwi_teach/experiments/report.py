@@ -17,6 +17,7 @@ from ..evaluation.evidence import VERDICTS
 from .claims import BASELINE_TARGETS
 from .physics_results import load_physics_loop, readme_lines
 from .results import ReferenceResults
+from .tuning import FLATVEL_A_SSIM, tuning_lines
 
 __all__ = ["README_START", "README_END", "readme_block", "update_readme", "PERFORMANCE_START", "PERFORMANCE_END",
            "performance_block", "update_performance_block"]
@@ -52,9 +53,13 @@ def readme_block(results: ReferenceResults | None) -> str:
                      if len(met) < len(rows) else "") + "."]
     fva = next((r for r in rows if r["family"] == "flatvel-a"), None)
     if fva:
-        lines[-1] += (f" The FlatVel-A baseline reaches SSIM {fva['ssim']:.3f} (mean map {fva['mean_map_ssim']:.3f}; "
+        lines[-1] += (f" The FlatVel-A baseline reaches SSIM {fva['ssim']:.3f} against the target {FLATVEL_A_SSIM:g} "
+                      f"(mean map {fva['mean_map_ssim']:.3f}; "
                       f"OpenFWI's published InversionNet {fva['openfwi_ssim']:.4f} with {fva['openfwi_n_train']:,} "
                       f"training samples and {fva['openfwi_epochs']} epochs).")
+    epochs = results.meta.get("profile_settings", {}).get("epochs_baseline")
+    for line in tuning_lines(results.folder, epochs) if results.folder and epochs else []:
+        lines += ["", line]
     loop = load_physics_loop(results.profile, Path(results.folder).parent) if results.folder else None
     for line in readme_lines(loop):
         lines += ["", line]
@@ -149,9 +154,12 @@ def performance_block(rates: dict | None = None) -> str:
             f"{gflops / limit:.0%} of a large {'bf16' if bf16 else 'float32'} `torch.mm` on the same threads "
             f"({limit:.0f} GFLOP/s; float32: {trn['mm_fp32_GFLOPs']:.0f}). The first compiled `fit` of a process "
             f"spent {trn['first_compile_s']:.0f} s compiling (inductor's on-disk cache keeps the kernels for later "
-            f"processes). Channels-last batches (the default on a CPU) make the eager step "
+            f"processes). Channels-last batches (the default for an eager step on a CPU) make the eager step "
             f"{trn['fit_eager_samples_per_s'] / trn['fit_contiguous_samples_per_s']:.2f}x as fast as "
-            f"`memory_format=\"contiguous\"` ({trn['fit_contiguous_samples_per_s']:.0f} samples/s)."
+            f"`memory_format=\"contiguous\"` ({trn['fit_contiguous_samples_per_s']:.0f} samples/s)"
+            + (f"; the compiled step trains at {trn['fit_samples_per_s']:.0f} samples/s on contiguous batches, its "
+               f"default, and at {trn['fit_nhwc_samples_per_s']:.0f} on channels-last ones."
+               if "fit_nhwc_samples_per_s" in trn else ".")
             + (" Where an eager float32 step's time goes: "
                + ", ".join(f"{k} {v:.0%}" for k, v in _largest_first(trn["step_phases"]))
                + "; of its kernels, " + ", ".join(f"{k} {v:.0%}" for k, v in _largest_first(trn["step_kernels"]))

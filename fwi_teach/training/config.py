@@ -102,11 +102,14 @@ class TrainConfig:
         distributed. The items and their order are the same either way.
     memory_format : {"auto", "channels_last", "contiguous"}, default "auto"
         Memory layout of the 4-D training batches. With "channels_last" (NHWC)
-        oneDNN's convolutions and batch norms run faster on a CPU
+        oneDNN's eager convolutions and batch norms run faster on a CPU
         (``benchmarks/training.py`` prints by how much at the cpu profile, and the
         README's performance section quotes it). The model's weights keep their
-        layout, so saved weights are unchanged. "auto": channels_last on a CPU,
-        contiguous on CUDA (where channels_last is not measured here). Results are
+        layout, so saved weights are unchanged. "auto": channels_last for an eager
+        step on a CPU; contiguous for a compiled step (``compile``), where inductor's
+        fused batch norms over NHWC with InversionNet's 8-channel decoder stage run
+        slower than over NCHW (the benchmark prints both), and on CUDA (where
+        channels_last is not measured here). Results are
         deterministic in either layout, but the two differ by float32 rounding, as any
         change of summation order makes them: AdamW turns the rounding noise of a
         gradient that should be zero (a convolution bias before batch norm) into full

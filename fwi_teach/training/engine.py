@@ -19,8 +19,9 @@ What :func:`fit` takes care of
   hardware, else float32 (``amp="off"`` forces float32 everywhere).
 * Data in memory: small data sets are read once before the first epoch
   (``preload``), so epochs do not re-read, decimate and normalise every item.
-* Memory layout: on a CPU the batches are laid out channels-last (NHWC), where
-  oneDNN's convolutions run faster (``memory_format``).
+* Memory layout: for an eager step on a CPU the batches are laid out channels-last
+  (NHWC), where oneDNN's convolutions run faster; a compiled step takes them contiguous,
+  where inductor's fused batch norms over few channels run faster (``memory_format``).
 * Reproducibility: ``seed`` seeds torch, numpy and ``random``; shuffling comes
   from a ``DistributedSampler`` whose order is drawn from a ``torch.Generator``
   seeded with ``seed + epoch``. On CPU, the same seed (and the same initial
@@ -267,6 +268,7 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
     history, start_epoch, best_val, best_epoch, best_state = _restore_run(state, optimizer, scaler, best_path,
                                                                           val_dataset is not None)
     forward = TrainingForward(net, cfg.batch_size if compiled else None)
+    layout = batch_memory_format(cfg.memory_format, device, compiled)
     val_loader = None
     if val_dataset is not None:
         val_loader = DataLoader(val_dataset, batch_size=cfg.eval_batch_size or cfg.batch_size,
@@ -290,7 +292,7 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
                 loss_sum, n, steps, train_s, bd = _train_epoch(forward, loader, optimizer, scaler, loss_fn, amp_dtype,
                                                                device, cfg.max_steps_per_epoch, bar,
                                                                meter if breakdown is None else None, lr_of,
-                                                               batch_memory_format(cfg.memory_format, device))
+                                                               layout)
             breakdown = breakdown or bd
             steps_this_call += steps
             loss_sum, n = dist_utils.all_reduce_sum([loss_sum, n], ctx)

@@ -276,10 +276,14 @@ def _throughput(history: list):
             sum(h["samples"] for h in history) / train_time if train_time > 0 else None)
 
 
-def batch_memory_format(memory_format: str, device: torch.device) -> torch.memory_format:
-    """The layout :func:`~fwi_teach.training.fit` gives 4-D batches (``TrainConfig.memory_format``)."""
+def batch_memory_format(memory_format: str, device: torch.device, compiled: bool = False) -> torch.memory_format:
+    """The layout :func:`~fwi_teach.training.fit` gives 4-D batches (``TrainConfig.memory_format``).
+
+    "auto": channels_last for an eager step on a CPU; contiguous on CUDA and for a compiled
+    step, whose fused batch norms over few channels run slower in channels_last.
+    """
     if memory_format == "auto":
-        memory_format = "channels_last" if device.type == "cpu" else "contiguous"
+        memory_format = "channels_last" if device.type == "cpu" and not compiled else "contiguous"
     return torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
 
 

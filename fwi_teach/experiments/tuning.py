@@ -1,0 +1,141 @@
+"""What the cpu profile's baseline targets would take: the tuning probes and their extrapolation.
+
+``benchmarks/tune_cpu.py --record`` trains task-specific baselines on data of their own seed
+(never a profile's test split) at several training-set sizes and epoch counts and writes
+each probe's best validation SSIM and MAE, next to the training-mean map's on the same
+validation samples, to ``results/<profile>/tuning.json``. :func:`scaling` fits, per family,
+the gain over the mean map against log2 of the training-set size and says how many
+samples (and, at the measured throughput, how many minutes of training per family) the
+targets of :data:`~fwi_teach.experiments.claims.BASELINE_TARGETS` and
+:data:`FLATVEL_A_SSIM` would take if that trend held. A log-linear trend is a rough
+model (gains flatten as a model saturates), so its figures are lower bounds on the data
+needed, and the text says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..data.families import family_title
+from .claims import BASELINE_TARGETS
+
+__all__ = ["FLATVEL_A_SSIM", "TUNING_FILE", "load_tuning", "scaling", "tuning_lines"]
+
+#: The FlatVel-A baseline's SSIM target at the cpu profile (issue 11).
+FLATVEL_A_SSIM = 0.85
+#: The probes' file inside ``results/<profile>/``.
+TUNING_FILE = "tuning.json"
+_KEYS = ("family", "n_train", "epochs", "val_ssim", "val_mae", "mean_map_ssim", "mean_map_mae", "samples_per_s")
+
+
+def load_tuning(folder) -> list[dict]:
+    """The probes recorded in ``folder/tuning.json`` ([] when there is no such file).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a list of probes with the fields :func:`scaling` reads.
+    """
+    path = Path(folder) / TUNING_FILE
+    if not path.is_file():
+        return []
+    probes = json.loads(path.read_text())
+    bad = [p for p in probes if not isinstance(p, dict) or any(k not in p for k in _KEYS)] \
+        if isinstance(probes, list) else [probes]
+    if bad:
+        raise ValueError(f"{path} is not a list of tuning probes with the fields {_KEYS}; record it again with "
+                         "`python benchmarks/tune_cpu.py --record`")
+    return probes
+
+
+def _fit(points):
+    """Least-squares line ``y = a + b x`` through ``(x, y)`` points (b None with fewer than two distinct x)."""
+    n = len(points)
+    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return my, None
+    b = sum((x - mx) * (y - my) for x, y in points) / sxx
+    return my - b * mx, b
+
+
+def _needed(points, target):
+    """Training-set size where the log2-linear trend through ``(n, value)`` reaches ``target`` (None: never)."""
+    a, b = _fit([(math.log2(n), v) for n, v in points])
+    if b is None or b <= 0:
+        return None
+    return 2 ** ((target - a) / b)
+
+
+def scaling(probes: list[dict], epochs: int) -> dict[str, dict]:
+    """Per family: the probes at ``epochs`` epochs by training-set size, the gain per doubling, what the targets take.
+
+    Returns a dict per family with ``sizes`` (sorted training-set sizes), ``ssim_gain`` and
+    ``mae_ratio`` at each, ``per_doubling`` (SSIM gain added per doubling of the data),
+    ``n_for_ssim`` and ``n_for_mae`` (sizes at which the trend meets the SSIM-gain and MAE-ratio
+    targets; None where it never does; FlatVel-A's ``n_for_ssim`` is for :data:`FLATVEL_A_SSIM`),
+    ``minutes_per_family`` (training time at that size and the probes' median throughput),
+    and ``more_epochs`` (the gain at twice ``epochs`` minus the gain at ``epochs``, at the
+    largest size probed with both, or None).
+    """
+    out = {}
+    for fam in dict.fromkeys(p["family"] for p in probes):
+        at = {p["n_train"]: p for p in probes if p["family"] == fam and p["epochs"] == epochs}
+        if len(at) < 2:
+            continue
+        sizes = sorted(at)
+        gain = [at[n]["val_ssim"] - at[n]["mean_map_ssim"] for n in sizes]
+        ratio = [at[n]["val_mae"] / at[n]["mean_map_mae"] for n in sizes]
+        if fam == "flatvel-a":
+            n_ssim = _needed([(n, at[n]["val_ssim"]) for n in sizes], FLATVEL_A_SSIM)
+        else:
+            n_ssim = _needed(list(zip(sizes, gain)), BASELINE_TARGETS["ssim_gain"])
+        n_mae = _needed(list(zip(sizes, (-r for r in ratio))), -BASELINE_TARGETS["mae_ratio"])
+        rates = sorted(at[n]["samples_per_s"] for n in sizes)
+        rate = rates[len(rates) // 2]
+        n_max = max((n for n in (n_ssim, n_mae) if n is not None), default=None)
+        twice = {p["n_train"]: p for p in probes if p["family"] == fam and p["epochs"] == 2 * epochs}
+        both = [n for n in sizes if n in twice]
+        more = None
+        if both:
+            n = max(both)
+            more = (twice[n]["val_ssim"] - twice[n]["mean_map_ssim"]) - (at[n]["val_ssim"] - at[n]["mean_map_ssim"])
+        out[fam] = {"sizes": sizes, "ssim_gain": gain, "mae_ratio": ratio, "ssim": [at[n]["val_ssim"] for n in sizes],
+                    "per_doubling": _fit([(math.log2(n), g) for n, g in zip(sizes, gain)])[1],
+                    "n_for_ssim": n_ssim, "n_for_mae": n_mae, "more_epochs": more, "more_epochs_at": max(both) if both else None,
+                    "minutes_per_family": None if n_max is None else n_max * epochs / rate / 60}
+    return out
+
+
+def _size(n):
+    return "never on this trend" if n is None else f"about {n:,.0f}"
+
+
+def tuning_lines(folder, epochs: int) -> list[str]:
+    """The README's "what the targets would take" paragraph from ``folder/tuning.json`` ([] without probes)."""
+    probes = load_tuning(folder)
+    table = scaling(probes, epochs)
+    if not table:
+        return []
+    seeds = sorted({p.get("data_seed") for p in probes if p.get("data_seed") is not None})
+    parts = []
+    for fam, s in table.items():
+        by_size = ", ".join(f"{n:,}: SSIM {v:.3f} ({g:+.3f}), MAE {r:.2f}x" for n, v, g, r in
+                            zip(s["sizes"], s["ssim"], s["ssim_gain"], s["mae_ratio"]))
+        target = (f"SSIM {FLATVEL_A_SSIM:g}" if fam == "flatvel-a"
+                  else f"SSIM +{BASELINE_TARGETS['ssim_gain']:g}")
+        text = (f"{family_title(fam)} ({by_size}; {s['per_doubling']:+.3f} SSIM per doubling of the data): {target} "
+                f"at {_size(s['n_for_ssim'])} samples, MAE {BASELINE_TARGETS['mae_ratio']:g}x at {_size(s['n_for_mae'])}")
+        if s["minutes_per_family"] is not None:
+            text += f" (about {s['minutes_per_family']:.0f} min of training per family at the probes' throughput)"
+        if s["more_epochs"] is not None:
+            text += f"; {2 * epochs} instead of {epochs} epochs at {s['more_epochs_at']:,} samples: {s['more_epochs']:+.3f} SSIM"
+        parts.append(text)
+    return [f"What the baseline targets would take: probes of task-specific baselines at {epochs} epochs on "
+            f"validation samples of data seed(s) {', '.join(map(str, seeds)) or '?'} (never the test split; "
+            f"`benchmarks/tune_cpu.py --record`, `{TUNING_FILE}`), best-epoch SSIM and MAE by training-set size, "
+            "with the gain over the training-mean map; the sizes at which a log2-linear trend through them meets "
+            "each target are lower bounds, since gains flatten as the quarter-width network saturates. "
+            + "; ".join(parts) + "."]
