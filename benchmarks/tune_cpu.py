@@ -55,6 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--loss", default="l1")
     ap.add_argument("--data-seed", type=int, default=1, help="seed of the tuning data (default 1; profiles use 0)")
+    ap.add_argument("--force", action="store_true", help="train again even where the probe is cached")
     ap.add_argument("--record", action="store_true",
                     help="also write each family's probe into results/cpu/tuning.json (what the README's "
                          "'what the baseline targets would take' paragraph reads)")
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
                          seed=p.data_seed, samples_per_file=p.samples_per_file, boundary=p.boundary,
                          acquisition=Acquisition.openfwi(nt=p.nt), progress=False)
         gen_s = time.perf_counter() - t0
-        rec = train_baseline(fam, p, data_dir=data_root, progress=False)
+        rec = train_baseline(fam, p, data_dir=data_root, progress=False, force=args.force)
         row, train = rec["rows"][0], rec["train"]
         best = next(h for h in train["history"] if h["epoch"] == train["best_epoch"])
         kw = dict(profile=p, data_dir=data_root, device="cpu", progress=False)
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
               f"{train['best_epoch']}/{args.epochs}  {row['samples_per_s']:.0f} samples/s  train "
               f"{row['train_wall_time_s']:.0f} s (data {gen_s:.0f} s)\n    val SSIM by epoch: {curve}", flush=True)
         if args.record:
-            _record({"family": fam, "profile": p.name, **settings, "val_ssim": best["val_ssim"],
+            _record({"family": fam, "profile": p.name, **settings, "epochs": args.epochs, "val_ssim": best["val_ssim"],
                      "val_mae": best["val_mae"], "mean_map_ssim": ref["ssim"], "mean_map_mae": ref["mae"],
                      "best_epoch": train["best_epoch"], "samples_per_s": row["samples_per_s"],
                      "train_wall_time_s": row["train_wall_time_s"], "amp": row.get("amp"),

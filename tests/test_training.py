@@ -257,6 +257,29 @@ def test_errors_are_clear():
         evaluate(model, train, batch_size=0)
 
 
+def test_a_resumed_run_keeps_the_numerics_it_began_with_where_they_are_auto(tmp_path, capsys):
+    train, val = make_data(12, 0), make_data(6, 1)
+    began = dict(memory_format="contiguous", amp="off", compile="off")  # eager CPU "auto" would pick channels_last
+    reference = make_model()
+    fit(reference, train, val, config(epochs=4, **began))
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_model(), Interrupting(train, limit=30), val,
+            config(epochs=4, checkpoint_dir=tmp_path, preload=False, **began))
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["numerics"] == {
+        "compiled": False, "amp": "off", "memory_format": "contiguous"}
+    resumed = make_model(seed=123)
+    res = fit(resumed, train, val, config(epochs=4, checkpoint_dir=tmp_path, amp="off", compile="off"))
+    assert res.resumed_from_epoch == 2 and same_weights(resumed, reference)  # went on contiguous, as it began
+    assert "resuming a run trained with" not in capsys.readouterr().err
+    # an explicit other setting wins, and says that the run no longer computes as it began
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_model(), Interrupting(train, limit=30), val,
+            config(epochs=4, checkpoint_dir=tmp_path / "b", preload=False, **began))
+    fit(make_model(), train, val, config(epochs=4, checkpoint_dir=tmp_path / "b", amp="off", compile="off",
+                                         memory_format="channels_last"))
+    assert "'memory_format': 'channels_last'} as configured" in capsys.readouterr().err
+
+
 def test_resume_refuses_other_settings(tmp_path):
     train = make_data(8, 0)
     fit(make_model(), train, config=config(epochs=1, checkpoint_dir=tmp_path))

@@ -7,7 +7,9 @@ evaluation runs our models). A damaged or foreign file raises
 :class:`~fwi_teach.runtime.CorruptFileError` naming the file and what to do.
 Both are written to a temporary file beside their place and renamed, and read
 with ``weights_only=True`` (no pickled code runs). A run resumes only with the
-settings it was written with; anything else stops with a message naming the fix.
+settings it was written with; anything else stops with a message naming the fix. It also
+goes on with the precision, compilation and batch layout it began with wherever those
+settings are "auto".
 """
 from __future__ import annotations
 
@@ -93,6 +95,30 @@ def _resume_state(path: Path, cfg: TrainConfig, model: nn.Module, ctx) -> dict:
     return state
 
 
+_AMP_NAMES = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}
+_LAYOUT_NAMES = {torch.channels_last: "channels_last", torch.contiguous_format: "contiguous"}
+
+
+def _resumed_numerics(state, cfg: TrainConfig, compiled: bool, amp_dtype, layout, device: torch.device, ctx):
+    """``(compiled, amp_dtype, layout)`` of a run: for a resumed one, those it was written with wherever the
+    setting is "auto" (a run goes on as it began, even on a machine whose "auto" chooses otherwise);
+    a setting given explicitly wins, with a notice that the rest of the run computes differently."""
+    saved = (state or {}).get("numerics")
+    if not saved:
+        return compiled, amp_dtype, layout
+    now = {"compiled": compiled, "amp": _AMP_NAMES[amp_dtype], "memory_format": _LAYOUT_NAMES[layout]}
+    out = dict(now)
+    for key, setting in (("compiled", cfg.compile), ("amp", cfg.amp), ("memory_format", cfg.memory_format)):
+        if setting == "auto" and not (key == "amp" and saved[key] == "fp16" and device.type != "cuda"):
+            out[key] = saved[key]
+    if out != saved and ctx.is_main:
+        print(f"fit: resuming a run trained with {saved}; it continues with {out} as configured, so it no "
+              f"longer computes exactly as an uninterrupted run", file=sys.stderr)
+    dtypes = {v: k for k, v in _AMP_NAMES.items()}
+    layouts = {v: k for k, v in _LAYOUT_NAMES.items()}
+    return bool(out["compiled"]), dtypes[out["amp"]], layouts[out["memory_format"]]
+
+
 def _open_checkpoint_dir(cfg: TrainConfig, model: nn.Module, ctx):
     """``(checkpoint_dir, last.pt, best.pt, checkpoint to resume or None)``; creates the directory if needed."""
     if cfg.checkpoint_dir is None:
@@ -127,7 +153,7 @@ def _restore_run(state: dict | None, optimizer, scaler, best_path: Path | None, 
 
 
 def _checkpoints(model: nn.Module, optimizer, scaler, cfg: TrainConfig, ctx, history: list, best_epoch,
-                 best_val: float, improved: bool):
+                 best_val: float, improved: bool, numerics: tuple):
     """Contents of ``best.pt`` (None unless ``improved``) and ``last.pt`` after the epoch ``history[-1]``."""
     epoch, weights = history[-1]["epoch"], model.state_dict()
     step = sum(int(h.get("steps") or 0) for h in history)  # optimiser steps so far: OpenFWI's test.py prints it
@@ -137,5 +163,7 @@ def _checkpoints(model: nn.Module, optimizer, scaler, cfg: TrainConfig, ctx, his
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "rng": _rng_state(), "history": history, "best_epoch": best_epoch,
             "best_val_loss": None if best_val == math.inf else best_val,
-            "config": cfg.to_dict(), "world_size": ctx.world_size}
+            "config": cfg.to_dict(), "world_size": ctx.world_size,
+            "numerics": {"compiled": bool(numerics[0]), "amp": _AMP_NAMES[numerics[1]],
+                         "memory_format": _LAYOUT_NAMES[numerics[2]]}}
     return best, last

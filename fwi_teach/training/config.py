@@ -87,7 +87,10 @@ class TrainConfig:
     checkpoint_dir : str or Path, optional
         Where ``last.pt`` and ``best.pt`` go; None keeps everything in memory.
     resume : bool, default True
-        Continue from ``checkpoint_dir/last.pt`` if it exists (False overwrites it).
+        Continue from ``checkpoint_dir/last.pt`` if it exists (False overwrites it). The
+        run goes on with the precision, compilation and batch layout it began with
+        wherever ``amp``, ``compile`` and ``memory_format`` are "auto", so a run resumed on
+        another machine or by newer code computes as it started.
     progress : bool, default True
         Show tqdm progress bars (rank 0 only).
     max_steps_per_epoch : int, optional

@@ -72,7 +72,7 @@ from tqdm.auto import tqdm
 from ..runtime import load_tensors
 from . import distributed as dist_utils
 from .config import TrainConfig, TrainResult, _check_int, learning_rate
-from .checkpoints import (_atomic_save, _checkpoints, _cpu_state, _open_checkpoint_dir, _restore_run,
+from .checkpoints import (_atomic_save, _checkpoints, _cpu_state, _open_checkpoint_dir, _restore_run, _resumed_numerics,
                           _seed_everything)
 from .loop import (_adamw, _amp_dtype, _as_dataset, _check_dataset, _eval_sums, _loss_fn, _metrics_from_sums,
                    _peak_memory, _preloaded, _RssMeter, _throughput, _train_epoch, batch_memory_format)
@@ -264,11 +264,13 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
     optimizer = _adamw(params, cfg.lr, cfg.weight_decay)
     compiled = use_compile(cfg.compile, device, cfg.epochs * steps_per_epoch, ctx.is_distributed)
     amp_dtype = _amp_dtype(cfg.amp, device, compiled)
+    layout = batch_memory_format(cfg.memory_format, device, compiled)
+    compiled, amp_dtype, layout = _resumed_numerics(state, cfg, compiled, amp_dtype, layout, device, ctx)
+    compiled = compiled and use_compile("on", device, 0, ctx.is_distributed)  # never where it cannot run
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     history, start_epoch, best_val, best_epoch, best_state = _restore_run(state, optimizer, scaler, best_path,
                                                                           val_dataset is not None)
     forward = TrainingForward(net, cfg.batch_size if compiled else None)
-    layout = batch_memory_format(cfg.memory_format, device, compiled)
     val_loader = None
     if val_dataset is not None:
         val_loader = DataLoader(val_dataset, batch_size=cfg.eval_batch_size or cfg.batch_size,
@@ -318,7 +320,7 @@ def fit(model: nn.Module, train_dataset, val_dataset=None, config: TrainConfig |
             history.append(entry)
             if ckpt_dir is not None and ctx.is_main:
                 best_ckpt, last_ckpt = _checkpoints(model, optimizer, scaler, cfg, ctx, history, best_epoch,
-                                                    best_val, improved)
+                                                    best_val, improved, (compiled, amp_dtype, layout))
                 if best_ckpt is not None:
                     _atomic_save(best_ckpt, best_path)
                 _atomic_save(last_ckpt, last_path)
