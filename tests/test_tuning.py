@@ -19,7 +19,9 @@ def test_a_known_log_linear_trend_gives_the_size_where_it_meets_the_targets():
     probes = [probe("curvevel-b", n, 12, 0.45 + 0.01 + 0.02 * math.log2(n / 1000),
                     0.5 * (0.70 - 0.025 * math.log2(n / 1000))) for n in (1000, 2000)]
     probes.append(probe("curvevel-b", 2000, 24, 0.45 + 0.04, 0.3))
-    s = scaling(probes, epochs=12)["curvevel-b"]
+    probes.append(probe("curvevel-b", 4000, 6, 0.45 + 0.045, 0.3))  # as many steps as 2000 x 12
+    s = scaling(probes, epochs=12, n_train=2000)["curvevel-b"]
+    assert s["same_compute"] == (4000, 6, pytest.approx(0.045 - 0.03))
     assert s["sizes"] == [1000, 2000]
     assert s["per_doubling"] == pytest.approx(0.02)
     assert s["n_for_ssim"] == pytest.approx(4000)
@@ -32,7 +34,7 @@ def test_a_trend_that_does_not_rise_never_meets_a_target():
     probes = [probe("style-b", n, 12, 0.47, 0.35) for n in (1000, 2000, 4000)]
     s = scaling(probes, epochs=12)["style-b"]
     assert s["n_for_ssim"] is None and s["n_for_mae"] is None and s["minutes_per_family"] is None
-    assert s["more_epochs"] is None
+    assert s["more_epochs"] is None and s["same_compute"] is None
     (line,) = tuning_lines_from(probes)
     assert "never on this trend" in line
 
@@ -41,6 +43,9 @@ def test_flatvel_a_is_extrapolated_to_its_absolute_ssim_target():
     probes = [probe("flatvel-a", 1000, 12, 0.70, 0.1), probe("flatvel-a", 2000, 12, 0.75, 0.09)]
     s = scaling(probes, epochs=12)["flatvel-a"]
     assert s["n_for_ssim"] == pytest.approx(1000 * 2 ** ((FLATVEL_A_SSIM - 0.70) / 0.05))
+    assert s["n_for_mae"] == 1000  # met at the smallest size probed: not a size the trend runs back to
+    (line,) = tuning_lines_from(probes)
+    assert "MAE 0.6x at 1,000 already" in line
 
 
 def test_a_family_with_one_size_is_left_out():
@@ -67,3 +72,22 @@ def test_a_damaged_tuning_file_is_a_clear_error(tmp_path):
     (tmp_path / TUNING_FILE).write_text(json.dumps([{"family": "flatvel-a"}]))
     with pytest.raises(ValueError, match="not a list of tuning probes.*benchmarks/tune_cpu.py --record"):
         load_tuning(tmp_path)
+
+
+def test_the_tuning_figure_draws_both_metrics_and_names_what_is_missing():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fwi_teach.plotting import plot_tuning
+
+    probes = [probe(fam, n, 12, 0.45 + 0.01 * k, 0.5 * (0.7 - 0.02 * k), rate=100.0)
+              for fam in ("curvevel-b", "flatvel-a") for k, n in enumerate((1000, 2000, 4000))]
+    probes += [probe("curvevel-b", 2000, 24, 0.47, 0.3), probe("curvevel-b", 4000, 6, 0.47, 0.3)]
+    fig = plot_tuning(probes, epochs=12, n_train=2000)
+    gain, flatvel, mae = fig.axes
+    assert [t.get_text() for t in gain.get_legend().get_texts()][:2] == ["CurveVel-B", "target 0.05"]
+    assert [t.get_text() for t in flatvel.get_legend().get_texts()][:2] == ["FlatVel-A", "target 0.85"]
+    assert [t.get_text() for t in mae.get_legend().get_texts()][:2] == ["CurveVel-B", "FlatVel-A"]
+    assert mae.get_xscale() == "log" and len(gain.lines) >= 5  # measured, trend, 2 other probes, target
+    with pytest.raises(ValueError, match="tune_cpu.py --record"):
+        plot_tuning([probe("style-a", 2000, 12, 0.6, 0.3)], epochs=12)

@@ -57,8 +57,9 @@ def readme_block(results: ReferenceResults | None) -> str:
                       f"(mean map {fva['mean_map_ssim']:.3f}; "
                       f"OpenFWI's published InversionNet {fva['openfwi_ssim']:.4f} with {fva['openfwi_n_train']:,} "
                       f"training samples and {fva['openfwi_epochs']} epochs).")
-    epochs = results.meta.get("profile_settings", {}).get("epochs_baseline")
-    for line in tuning_lines(results.folder, epochs) if results.folder and epochs else []:
+    settings = results.meta.get("profile_settings", {})
+    epochs = settings.get("epochs_baseline")
+    for line in tuning_lines(results.folder, epochs, settings.get("n_train")) if results.folder and epochs else []:
         lines += ["", line]
     loop = load_physics_loop(results.profile, Path(results.folder).parent) if results.folder else None
     for line in readme_lines(loop):

@@ -13,12 +13,12 @@
 from .maps import plot_family_gallery, plot_shot_gather, plot_velocity, plot_velocity_comparison
 from .results import (plot_evaluation_matrix, plot_low_data, plot_memory_breakdown, plot_model_comparison,
                       plot_openfwi_comparison, save_reference_figures)
-from .evidence import plot_claim, plot_histories, plot_predictions, plot_with_references
+from .evidence import plot_claim, plot_histories, plot_predictions, plot_tuning, plot_with_references
 from .physics_loop import plot_data_misfit, plot_gather_residual, plot_hybrid_curves
 from .waves import plot_gradient, plot_taylor_test, plot_wavefield_snapshots
 
 __all__ = ["plot_velocity", "plot_shot_gather", "plot_family_gallery", "plot_velocity_comparison",
            "plot_model_comparison", "plot_evaluation_matrix", "plot_low_data", "plot_openfwi_comparison",
            "plot_memory_breakdown", "save_reference_figures", "plot_claim", "plot_with_references",
-           "plot_histories", "plot_predictions", "plot_wavefield_snapshots", "plot_gradient", "plot_taylor_test",
-           "plot_gather_residual", "plot_data_misfit", "plot_hybrid_curves"]
+           "plot_histories", "plot_predictions", "plot_tuning", "plot_wavefield_snapshots", "plot_gradient",
+           "plot_taylor_test", "plot_gather_residual", "plot_data_misfit", "plot_hybrid_curves"]

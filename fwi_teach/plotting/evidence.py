@@ -10,6 +10,8 @@ claims of :func:`fwi_teach.experiments.claims.evaluate_claims` and returns the
                                 and the zero-shot PFM
 :func:`plot_histories`          training and validation loss per epoch (mean over seeds)
 :func:`plot_predictions`        test samples: truth, mean map, and the models' predictions
+:func:`plot_tuning`             what the baseline targets would take: validation gain by
+                                training-set size, from the tuning probes
 =============================  ============================================================
 """
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from .style import KIND_COLOURS, KIND_LABELS, OUTCOME_COLOURS
 
-__all__ = ["plot_claim", "plot_with_references", "plot_histories", "plot_predictions"]
+__all__ = ["plot_claim", "plot_with_references", "plot_histories", "plot_predictions", "plot_tuning"]
 
 
 def _as_dict(c):
@@ -170,4 +172,72 @@ def plot_predictions(results, family, kinds=("baseline", "pfm", "fft", "lora"), 
     from ..data.families import family_title
 
     fig.suptitle(title or f"{family_title(family)}: test samples and predictions", fontsize=10)
+    return fig
+
+
+def plot_tuning(probes, epochs, n_train=None, title=None):
+    """What the baseline targets would take: validation scores against the training-set size.
+
+    Panels: the SSIM gain over the training-mean map of every probed family but FlatVel-A;
+    FlatVel-A's SSIM against its absolute target (where probed); every family's MAE as a
+    share of the mean map's. Targets are dashed lines. Filled circles and a solid line:
+    probes at ``epochs`` epochs; the dotted line extends their log2-linear fit
+    (:func:`fwi_teach.experiments.tuning.scaling`) to where it meets the target (at most 16
+    times the largest size; twice it where the trend never does); hollow triangles: twice
+    the epochs; hollow squares: more data, fewer epochs, as many steps as ``n_train`` x ``epochs``.
+
+    Parameters
+    ----------
+    probes : list of dict
+        The probes of :func:`fwi_teach.experiments.tuning.load_tuning`.
+    epochs, n_train : int
+        The profile's baseline epochs and training-set size.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..data.families import family_title
+    from ..experiments.claims import BASELINE_TARGETS
+    from ..experiments.tuning import FLATVEL_A_SSIM, scaling
+
+    table = scaling(probes, epochs, n_train)
+    if not table:
+        raise ValueError("no family has probes at two training-set sizes; record some with "
+                         "`python benchmarks/tune_cpu.py --record`")
+    colours = {fam: f"C{i}" for i, fam in enumerate(table)}
+    others = [f for f in table if f != "flatvel-a"]
+    panels = ([("gain", others)] if others else []) + ([("flatvel-a", ["flatvel-a"])] if "flatvel-a" in table
+                                                       else []) + [("mae", list(table))]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), constrained_layout=True, squeeze=False)
+    value = {"gain": lambda p: p["val_ssim"] - p["mean_map_ssim"], "flatvel-a": lambda p: p["val_ssim"],
+             "mae": lambda p: p["val_mae"] / p["mean_map_mae"]}
+    target = {"gain": BASELINE_TARGETS["ssim_gain"], "flatvel-a": FLATVEL_A_SSIM, "mae": BASELINE_TARGETS["mae_ratio"]}
+    ylabel = {"gain": "validation SSIM minus the mean map's", "flatvel-a": "FlatVel-A validation SSIM",
+              "mae": "validation MAE / the mean map's"}
+    for ax, (kind, fams) in zip(axes[0], panels):
+        for fam in fams:
+            s, colour = table[fam], colours[fam]
+            at = {p["n_train"]: p for p in probes if p["family"] == fam and p["epochs"] == epochs}
+            ys = [value[kind](at[n]) for n in s["sizes"]]
+            ax.plot(s["sizes"], ys, "o-", color=colour, label=family_title(fam))
+            slope, icpt = np.polyfit(np.log2(s["sizes"]), ys, 1)
+            need = s["n_for_mae"] if kind == "mae" else s["n_for_ssim"]
+            end = 2 * max(s["sizes"]) if need is None else min(need, 16 * max(s["sizes"]))
+            if end > max(s["sizes"]):
+                grid = np.linspace(np.log2(max(s["sizes"])), np.log2(end), 20)
+                ax.plot(2 ** grid, slope * grid + icpt, ":", color=colour)
+            for p in probes:
+                if p["family"] == fam and p["epochs"] != epochs:
+                    ax.plot(p["n_train"], value[kind](p), "^" if p["epochs"] == 2 * epochs else "s", mfc="none",
+                            color=colour, ms=8)
+        ax.axhline(target[kind], color="black", ls="--", lw=1, label=f"target {target[kind]:g}"
+                   + ("x" if kind == "mae" else ""))
+        ax.plot([], [], "^", mfc="none", color="0.3", label=f"{2 * epochs} epochs")
+        ax.plot([], [], "s", mfc="none", color="0.3", label="more data, as many steps")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(f"training samples ({epochs} epochs)")
+        ax.set_ylabel(ylabel[kind])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(title or "What the baseline targets would take (tuning probes, validation split; "
+                 "dotted: log2-linear trend)")
     return fig
