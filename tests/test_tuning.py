@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from fwi_teach.experiments.tuning import FLATVEL_A_SSIM, TUNING_FILE, load_tuning, scaling, tuning_lines
+from fwi_teach.experiments.tuning import FLATVEL_A_SSIM, TARGETS, TUNING_FILE, load_tuning, scaling, tuning_lines
 
 
 def probe(family, n, epochs, ssim, mae, mean_ssim=0.45, mean_mae=0.5, rate=200.0):
@@ -83,11 +83,11 @@ def test_the_tuning_figure_draws_both_metrics_and_names_what_is_missing():
     probes = [probe(fam, n, 12, 0.45 + 0.01 * k, 0.5 * (0.7 - 0.02 * k), rate=100.0)
               for fam in ("curvevel-b", "flatvel-a") for k, n in enumerate((1000, 2000, 4000))]
     probes += [probe("curvevel-b", 2000, 24, 0.47, 0.3), probe("curvevel-b", 4000, 6, 0.47, 0.3)]
-    fig = plot_tuning(probes, epochs=12, n_train=2000)
+    fig = plot_tuning(probes, scaling(probes, 12, 2000), 12, TARGETS)
     gain, flatvel, mae = fig.axes
     assert [t.get_text() for t in gain.get_legend().get_texts()][:2] == ["CurveVel-B", "target 0.05"]
     assert [t.get_text() for t in flatvel.get_legend().get_texts()][:2] == ["FlatVel-A", "target 0.85"]
     assert [t.get_text() for t in mae.get_legend().get_texts()][:2] == ["CurveVel-B", "FlatVel-A"]
     assert mae.get_xscale() == "log" and len(gain.lines) >= 5  # measured, trend, 2 other probes, target
     with pytest.raises(ValueError, match="tune_cpu.py --record"):
-        plot_tuning([probe("style-a", 2000, 12, 0.6, 0.3)], epochs=12)
+        plot_tuning([], {}, 12, TARGETS)

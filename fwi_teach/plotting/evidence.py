@@ -175,7 +175,7 @@ def plot_predictions(results, family, kinds=("baseline", "pfm", "fft", "lora"), 
     return fig
 
 
-def plot_tuning(probes, epochs, n_train=None, title=None):
+def plot_tuning(probes, table, epochs, targets, title=None):
     """What the baseline targets would take: validation scores against the training-set size.
 
     Panels: the SSIM gain over the training-mean map of every probed family but FlatVel-A;
@@ -184,22 +184,24 @@ def plot_tuning(probes, epochs, n_train=None, title=None):
     probes at ``epochs`` epochs; the dotted line extends their log2-linear fit
     (:func:`fwi_teach.experiments.tuning.scaling`) to where it meets the target (at most 16
     times the largest size; twice it where the trend never does); hollow triangles: twice
-    the epochs; hollow squares: more data, fewer epochs, as many steps as ``n_train`` x ``epochs``.
+    the epochs; hollow squares: more data, fewer epochs, as many steps as the profile's run.
 
     Parameters
     ----------
     probes : list of dict
         The probes of :func:`fwi_teach.experiments.tuning.load_tuning`.
-    epochs, n_train : int
-        The profile's baseline epochs and training-set size.
+    table : dict
+        Their extrapolation, :func:`fwi_teach.experiments.tuning.scaling`.
+    epochs : int
+        The profile's baseline epochs.
+    targets : dict
+        ``mae_ratio``, ``ssim_gain`` and ``flatvel_a_ssim``
+        (:data:`fwi_teach.experiments.tuning.TARGETS`).
     """
     import matplotlib.pyplot as plt
 
     from ..data.families import family_title
-    from ..experiments.claims import BASELINE_TARGETS
-    from ..experiments.tuning import FLATVEL_A_SSIM, scaling
 
-    table = scaling(probes, epochs, n_train)
     if not table:
         raise ValueError("no family has probes at two training-set sizes; record some with "
                          "`python benchmarks/tune_cpu.py --record`")
@@ -210,7 +212,7 @@ def plot_tuning(probes, epochs, n_train=None, title=None):
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), constrained_layout=True, squeeze=False)
     value = {"gain": lambda p: p["val_ssim"] - p["mean_map_ssim"], "flatvel-a": lambda p: p["val_ssim"],
              "mae": lambda p: p["val_mae"] / p["mean_map_mae"]}
-    target = {"gain": BASELINE_TARGETS["ssim_gain"], "flatvel-a": FLATVEL_A_SSIM, "mae": BASELINE_TARGETS["mae_ratio"]}
+    target = {"gain": targets["ssim_gain"], "flatvel-a": targets["flatvel_a_ssim"], "mae": targets["mae_ratio"]}
     ylabel = {"gain": "validation SSIM minus the mean map's", "flatvel-a": "FlatVel-A validation SSIM",
               "mae": "validation MAE / the mean map's"}
     for ax, (kind, fams) in zip(axes[0], panels):
