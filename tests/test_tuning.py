@@ -35,7 +35,8 @@ def test_a_trend_that_does_not_rise_never_meets_a_target():
     s = scaling(probes, epochs=12)["style-b"]
     assert s["n_for_ssim"] is None and s["n_for_mae"] is None and s["minutes_per_family"] is None
     assert s["more_epochs"] is None and s["same_compute"] is None
-    (line,) = tuning_lines_from(probes)
+    intro, line = tuning_lines_from(probes)
+    assert intro.startswith("What the baseline targets would take") and line.startswith("- Style-B (")
     assert "never on this trend" in line
 
 
@@ -44,7 +45,7 @@ def test_flatvel_a_is_extrapolated_to_its_absolute_ssim_target():
     s = scaling(probes, epochs=12)["flatvel-a"]
     assert s["n_for_ssim"] == pytest.approx(1000 * 2 ** ((FLATVEL_A_SSIM - 0.70) / 0.05))
     assert s["n_for_mae"] == 1000  # met at the smallest size probed: not a size the trend runs back to
-    (line,) = tuning_lines_from(probes)
+    _, line = tuning_lines_from(probes)
     assert "MAE 0.6x at 1,000 already" in line
 
 
@@ -64,8 +65,8 @@ def tuning_lines_from(probes):
 def test_the_paragraph_names_every_probe_and_is_empty_without_probes(tmp_path):
     assert tuning_lines(tmp_path, 12) == []
     probes = [probe("curvefault-b", n, 12, 0.46 + 0.01 * i, 0.32 - 0.01 * i) for i, n in enumerate((1000, 2000, 4000))]
-    (line,) = tuning_lines_from(probes)
-    assert "CurveFault-B" in line and "4,000: SSIM 0.480 (+0.030)" in line and "data seed(s) 1" in line
+    intro, line = tuning_lines_from(probes)
+    assert "CurveFault-B" in line and "4,000: SSIM 0.480 (+0.030)" in line and "data seed(s) 1" in intro
 
 
 def test_a_damaged_tuning_file_is_a_clear_error(tmp_path):

@@ -59,8 +59,9 @@ def readme_block(results: ReferenceResults | None) -> str:
                       f"training samples and {fva['openfwi_epochs']} epochs).")
     settings = results.meta.get("profile_settings", {})
     epochs = settings.get("epochs_baseline")
-    for line in tuning_lines(results.folder, epochs, settings.get("n_train")) if results.folder and epochs else []:
-        lines += ["", line]
+    tuning = tuning_lines(results.folder, epochs, settings.get("n_train")) if results.folder and epochs else []
+    if tuning:
+        lines += ["", tuning[0], "", *tuning[1:]]
     loop = load_physics_loop(results.profile, Path(results.folder).parent) if results.folder else None
     for line in readme_lines(loop):
         lines += ["", line]

@@ -137,8 +137,9 @@ def _size(n, sizes):
 
 
 def tuning_lines(folder, epochs: int, n_train: int | None = None) -> list[str]:
-    """The README's "what the targets would take" paragraph from ``folder/tuning.json`` ([] without probes);
-    ``epochs`` and ``n_train``: the profile's baseline epochs and training-set size."""
+    """The README's "what the targets would take" paragraph from ``folder/tuning.json`` ([] without probes):
+    an opening sentence, then one Markdown list item per family; ``epochs`` and ``n_train``: the
+    profile's baseline epochs and training-set size."""
     probes = load_tuning(folder)
     table = scaling(probes, epochs, n_train)
     if not table:
@@ -160,11 +161,10 @@ def tuning_lines(folder, epochs: int, n_train: int | None = None) -> list[str]:
         if s["same_compute"] is not None:
             n, e, d = s["same_compute"]
             text += f"; {n:,} samples x {e} epochs (as many steps as {n_train:,} x {epochs}): {d:+.3f} SSIM"
-        parts.append(text)
+        parts.append(f"- {text}.")
     return [f"What the baseline targets would take: probes of task-specific baselines at {epochs} epochs on "
             f"validation samples of data seed(s) {', '.join(map(str, seeds)) or '?'} (never the test split; "
             f"`benchmarks/tune_cpu.py --record`, `{TUNING_FILE}`), best-epoch SSIM and MAE by training-set size, "
             "with the gain over the training-mean map; the sizes at which a log2-linear trend through them meets "
             "each target are rough and probably optimistic, since gains usually flatten as the quarter-width "
-            "network saturates. "
-            + "; ".join(parts) + "."]
+            "network saturates:", *parts]
