@@ -63,10 +63,11 @@ def _fit(points):
     return my - b * mx, b
 
 
-def _needed(points, target):
-    """Training-set size where the log2-linear trend through ``(n, value)`` reaches ``target`` (None: never)."""
-    a, b = _fit([(math.log2(n), v) for n, v in points])
-    if b is None or b <= 0:
+def _needed(fit, target, rising=True):
+    """Training-set size where the trend ``fit`` (intercept, slope against log2 of the size) reaches
+    ``target``, rising to it or (``rising=False``) falling to it; None where it never does."""
+    a, b = fit
+    if b is None or (b <= 0 if rising else b >= 0):
         return None
     return 2 ** ((target - a) / b)
 
@@ -75,8 +76,8 @@ def scaling(probes: list[dict], epochs: int, n_train: int | None = None) -> dict
     """Per family: the probes at ``epochs`` epochs by training-set size, the gain per doubling, what the targets take.
 
     Returns a dict per family with ``sizes`` (sorted training-set sizes), ``ssim_gain`` and
-    ``mae_ratio`` at each, ``ssim_fit`` and ``mae_fit`` (intercept and slope of each against
-    log2 of the size), ``per_doubling`` (SSIM gain added per doubling of the data),
+    ``mae_ratio`` at each, ``ssim_fit``, ``ssim_level_fit`` (of the SSIM itself) and ``mae_fit``
+    (intercept and slope of each against log2 of the size), ``per_doubling`` (SSIM gain added per doubling of the data),
     ``n_for_ssim`` and ``n_for_mae`` (sizes at which the trend meets the SSIM-gain and MAE-ratio
     targets; None where it never does; FlatVel-A's ``n_for_ssim`` is for :data:`FLATVEL_A_SSIM`),
     ``minutes_per_family`` (training time at that size and the probes' median throughput),
@@ -93,15 +94,19 @@ def scaling(probes: list[dict], epochs: int, n_train: int | None = None) -> dict
         sizes = sorted(at)
         gain = [at[n]["val_ssim"] - at[n]["mean_map_ssim"] for n in sizes]
         ratio = [at[n]["val_mae"] / at[n]["mean_map_mae"] for n in sizes]
+        x = [math.log2(n) for n in sizes]
+        ssim = [at[n]["val_ssim"] for n in sizes]
+        fits = {"ssim_fit": _fit(list(zip(x, gain))), "ssim_level_fit": _fit(list(zip(x, ssim))),
+                "mae_fit": _fit(list(zip(x, ratio)))}
         if fam == "flatvel-a":
-            n_ssim = _needed([(n, at[n]["val_ssim"]) for n in sizes], FLATVEL_A_SSIM)
+            n_ssim = _needed(fits["ssim_level_fit"], FLATVEL_A_SSIM)
         else:
-            n_ssim = _needed(list(zip(sizes, gain)), BASELINE_TARGETS["ssim_gain"])
-        n_mae = _needed(list(zip(sizes, (-r for r in ratio))), -BASELINE_TARGETS["mae_ratio"])
+            n_ssim = _needed(fits["ssim_fit"], BASELINE_TARGETS["ssim_gain"])
+        n_mae = _needed(fits["mae_fit"], BASELINE_TARGETS["mae_ratio"], rising=False)
         # a target met at the smallest size probed is met there, not at a size the trend runs back to
         if ratio[0] <= BASELINE_TARGETS["mae_ratio"]:
             n_mae = float(sizes[0])
-        if (at[sizes[0]]["val_ssim"] >= FLATVEL_A_SSIM if fam == "flatvel-a"
+        if (ssim[0] >= FLATVEL_A_SSIM if fam == "flatvel-a"
                 else gain[0] >= BASELINE_TARGETS["ssim_gain"]):
             n_ssim = float(sizes[0])
         rates = sorted(at[n]["samples_per_s"] for n in sizes)
@@ -121,11 +126,9 @@ def scaling(probes: list[dict], epochs: int, n_train: int | None = None) -> dict
                 q = max(equal, key=lambda p: p["n_train"])
                 same = (q["n_train"], q["epochs"], (q["val_ssim"] - q["mean_map_ssim"])
                         - (at[n_train]["val_ssim"] - at[n_train]["mean_map_ssim"]))
-        out[fam] = {"same_compute": same, "sizes": sizes, "ssim_gain": gain, "mae_ratio": ratio, "ssim": [at[n]["val_ssim"] for n in sizes],
-                    "ssim_fit": _fit([(math.log2(n), g) for n, g in zip(sizes, gain)]),
-                    "mae_fit": _fit([(math.log2(n), r) for n, r in zip(sizes, ratio)]),
-                    "per_doubling": _fit([(math.log2(n), g) for n, g in zip(sizes, gain)])[1],
-                    "n_for_ssim": n_ssim, "n_for_mae": n_mae, "more_epochs": more, "more_epochs_at": max(both) if both else None,
+        out[fam] = {"sizes": sizes, "ssim_gain": gain, "mae_ratio": ratio, "ssim": ssim, **fits,
+                    "per_doubling": fits["ssim_fit"][1], "n_for_ssim": n_ssim, "n_for_mae": n_mae,
+                    "more_epochs": more, "more_epochs_at": max(both) if both else None, "same_compute": same,
                     "minutes_per_family": None if n_max is None else n_max * epochs / rate / 60}
     return out
 
@@ -157,7 +160,8 @@ def tuning_lines(folder, epochs: int, n_train: int | None = None) -> list[str]:
         if s["minutes_per_family"] is not None:
             text += f" (about {s['minutes_per_family']:.0f} min of training per family at the probes' throughput)"
         if s["more_epochs"] is not None:
-            text += f"; {2 * epochs} instead of {epochs} epochs at {s['more_epochs_at']:,} samples: {s['more_epochs']:+.3f} SSIM"
+            text += (f"; {2 * epochs} instead of {epochs} epochs at {s['more_epochs_at']:,} samples: "
+                     f"{s['more_epochs']:+.3f} SSIM")
         if s["same_compute"] is not None:
             n, e, d = s["same_compute"]
             text += f"; {n:,} samples x {e} epochs (as many steps as {n_train:,} x {epochs}): {d:+.3f} SSIM"

@@ -221,7 +221,7 @@ def plot_tuning(probes, table, epochs, targets, title=None):
             at = {p["n_train"]: p for p in probes if p["family"] == fam and p["epochs"] == epochs}
             ys = [value[kind](at[n]) for n in s["sizes"]]
             ax.plot(s["sizes"], ys, "o-", color=colour, label=family_title(fam))
-            slope, icpt = np.polyfit(np.log2(s["sizes"]), ys, 1)
+            icpt, slope = s[{"gain": "ssim_fit", "flatvel-a": "ssim_level_fit", "mae": "mae_fit"}[kind]]
             need = s["n_for_mae"] if kind == "mae" else s["n_for_ssim"]
             end = 2 * max(s["sizes"]) if need is None else min(need, 16 * max(s["sizes"]))
             if end > max(s["sizes"]):
