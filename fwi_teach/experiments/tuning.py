@@ -72,6 +72,11 @@ def _needed(fit, target, rising=True):
     return 2 ** ((target - a) / b)
 
 
+def _gain(probe: dict) -> float:
+    """A probe's validation SSIM minus the training-mean map's."""
+    return probe["val_ssim"] - probe["mean_map_ssim"]
+
+
 def scaling(probes: list[dict], epochs: int, n_train: int | None = None) -> dict[str, dict]:
     """Per family: the probes at ``epochs`` epochs by training-set size, the gain per doubling, what the targets take.
 
@@ -92,23 +97,19 @@ def scaling(probes: list[dict], epochs: int, n_train: int | None = None) -> dict
         if len(at) < 2:
             continue
         sizes = sorted(at)
-        gain = [at[n]["val_ssim"] - at[n]["mean_map_ssim"] for n in sizes]
+        gain = [_gain(at[n]) for n in sizes]
         ratio = [at[n]["val_mae"] / at[n]["mean_map_mae"] for n in sizes]
         x = [math.log2(n) for n in sizes]
         ssim = [at[n]["val_ssim"] for n in sizes]
         fits = {"ssim_fit": _fit(list(zip(x, gain))), "ssim_level_fit": _fit(list(zip(x, ssim))),
                 "mae_fit": _fit(list(zip(x, ratio)))}
-        if fam == "flatvel-a":
-            n_ssim = _needed(fits["ssim_level_fit"], FLATVEL_A_SSIM)
-        else:
-            n_ssim = _needed(fits["ssim_fit"], BASELINE_TARGETS["ssim_gain"])
-        n_mae = _needed(fits["mae_fit"], BASELINE_TARGETS["mae_ratio"], rising=False)
+        # FlatVel-A's SSIM target is absolute, the others' a gain over the mean map
+        series, fit, target = ((ssim, fits["ssim_level_fit"], FLATVEL_A_SSIM) if fam == "flatvel-a"
+                               else (gain, fits["ssim_fit"], BASELINE_TARGETS["ssim_gain"]))
         # a target met at the smallest size probed is met there, not at a size the trend runs back to
-        if ratio[0] <= BASELINE_TARGETS["mae_ratio"]:
-            n_mae = float(sizes[0])
-        if (ssim[0] >= FLATVEL_A_SSIM if fam == "flatvel-a"
-                else gain[0] >= BASELINE_TARGETS["ssim_gain"]):
-            n_ssim = float(sizes[0])
+        n_ssim = float(sizes[0]) if series[0] >= target else _needed(fit, target)
+        n_mae = (float(sizes[0]) if ratio[0] <= BASELINE_TARGETS["mae_ratio"]
+                 else _needed(fits["mae_fit"], BASELINE_TARGETS["mae_ratio"], rising=False))
         rates = sorted(at[n]["samples_per_s"] for n in sizes)
         rate = rates[len(rates) // 2]
         n_max = max((n for n in (n_ssim, n_mae) if n is not None), default=None)
@@ -117,15 +118,14 @@ def scaling(probes: list[dict], epochs: int, n_train: int | None = None) -> dict
         more = None
         if both:
             n = max(both)
-            more = (twice[n]["val_ssim"] - twice[n]["mean_map_ssim"]) - (at[n]["val_ssim"] - at[n]["mean_map_ssim"])
+            more = _gain(twice[n]) - _gain(at[n])
         same = None
         if n_train in at:
             equal = [p for p in probes if p["family"] == fam and p["n_train"] > n_train
                      and p["n_train"] * p["epochs"] == n_train * epochs]
             if equal:
                 q = max(equal, key=lambda p: p["n_train"])
-                same = (q["n_train"], q["epochs"], (q["val_ssim"] - q["mean_map_ssim"])
-                        - (at[n_train]["val_ssim"] - at[n_train]["mean_map_ssim"]))
+                same = (q["n_train"], q["epochs"], _gain(q) - _gain(at[n_train]))
         out[fam] = {"sizes": sizes, "ssim_gain": gain, "mae_ratio": ratio, "ssim": ssim, **fits,
                     "per_doubling": fits["ssim_fit"][1], "n_for_ssim": n_ssim, "n_for_mae": n_mae,
                     "more_epochs": more, "more_epochs_at": max(both) if both else None, "same_compute": same,
