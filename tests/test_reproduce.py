@@ -137,6 +137,18 @@ def test_merging_other_profiles_or_settings_is_refused(exported, tmp_path):
     assert export_results(TINY, target, cache_dir=cache, seeds=[0], figures=False, merge=False).is_dir()
 
 
+def test_a_new_export_keeps_the_files_written_on_their_own(exported, tmp_path):
+    # the physics loop's folder and the tuning probes are not made by export_results: a re-export keeps them
+    cache, out, folder = exported
+    shutil.copytree(folder, tmp_path / "tiny")
+    (tmp_path / "tiny" / "physics_loop").mkdir()
+    (tmp_path / "tiny" / "physics_loop" / "config.json").write_text('{"kept": 1}')
+    (tmp_path / "tiny" / "tuning.json").write_text("[]")
+    again = export_results(TINY, tmp_path, cache_dir=cache, seeds=[0], figures=False, merge=False)
+    assert (again / "physics_loop" / "config.json").read_text() == '{"kept": 1}'
+    assert (again / "tuning.json").read_text() == "[]"
+
+
 def test_missing_results_give_clear_errors(exported, tmp_path):
     with pytest.raises(FileNotFoundError, match="fwi-teach reproduce --profile tiny --seeds 0"):
         export_results(TINY, tmp_path / "out", cache_dir=tmp_path / "empty")

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from fwi_teach.experiments.tuning import FLATVEL_A_SSIM, TARGETS, TUNING_FILE, load_tuning, scaling, tuning_lines
+from fwi_teach.experiments.tuning import (FLATVEL_A_SSIM, TARGETS, TUNING_FILE, base_epochs, load_tuning, scaling,
+                                         tuning_lines)
 
 
 def probe(family, n, epochs, ssim, mae, mean_ssim=0.45, mean_mae=0.5, rate=200.0):
@@ -51,6 +52,19 @@ def test_flatvel_a_is_extrapolated_to_its_absolute_ssim_target():
 
 def test_a_family_with_one_size_is_left_out():
     assert scaling([probe("style-a", 2000, 12, 0.6, 0.3)], epochs=12) == {}
+
+
+def test_the_fitted_series_is_the_probes_own_epochs_not_the_reference_runs(tmp_path):
+    # probes at 12 epochs (two sizes) and one at 24: the series is 12 even when the run trains 20
+    probes = [probe("curvevel-b", n, 12, 0.46 + 0.01 * k, 0.3) for k, n in enumerate((1000, 2000))]
+    probes.append(probe("curvevel-b", 2000, 24, 0.48, 0.3))
+    assert base_epochs(probes) == 12 and base_epochs([]) is None
+    assert base_epochs([probe("style-a", 1000, 24, 0.5, 0.3), probe("style-a", 1000, 12, 0.5, 0.3)]) == 12
+    (tmp_path / TUNING_FILE).write_text(json.dumps(probes))
+    intro, line = tuning_lines(tmp_path, n_train=2000, run_epochs=20)
+    assert "at 12 epochs" in intro and "the reference run's baselines train 2,000 samples x 20 epochs" in intro
+    assert "24 instead of 12 epochs at 2,000 samples: +0.010 SSIM" in line
+    assert "reference run's" not in tuning_lines(tmp_path, n_train=2000, run_epochs=12)[0]
 
 
 def tuning_lines_from(probes):

@@ -59,7 +59,7 @@ def readme_block(results: ReferenceResults | None) -> str:
                       f"training samples and {fva['openfwi_epochs']} epochs).")
     settings = results.meta.get("profile_settings", {})
     epochs = settings.get("epochs_baseline")
-    tuning = tuning_lines(results.folder, epochs, settings.get("n_train")) if results.folder and epochs else []
+    tuning = tuning_lines(results.folder, n_train=settings.get("n_train"), run_epochs=epochs) if results.folder else []
     if tuning:
         lines += ["", tuning[0], "", *tuning[1:]]
     loop = load_physics_loop(results.profile, Path(results.folder).parent) if results.folder else None

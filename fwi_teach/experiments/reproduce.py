@@ -28,6 +28,7 @@ from .profiles import LOW_DATA_METHODS, METHODS, get_profile
 from .results import (PER_SAMPLE_FILE, PHYSICS_LOOP_DIR, PREDICTIONS_FILE, RAW_TABLES, RESULTS_FORMAT, ReferenceResults,
                       check_mergeable, default_results_dir, load_reference_results, per_sample_bytes,
                       read_predictions, round_metrics)
+from .tuning import TUNING_FILE
 
 __all__ = ["reproduce", "export_results", "refresh_memory", "check_seeds", "collect_results", "PREDICTED_SAMPLES"]
 
@@ -251,8 +252,11 @@ def _write_folder(final: Path, ref: ReferenceResults, tables: dict, per_sample: 
 
             ref.folder = tmp
             save_reference_figures(ref, tmp / "figures")
-        if (final / PHYSICS_LOOP_DIR).is_dir():  # exported on its own (physics_results): keep it
+        # written on their own (physics_results, benchmarks/tune_cpu.py --record): keep them
+        if (final / PHYSICS_LOOP_DIR).is_dir():
             shutil.copytree(final / PHYSICS_LOOP_DIR, tmp / PHYSICS_LOOP_DIR)
+        if (final / TUNING_FILE).is_file():
+            shutil.copy2(final / TUNING_FILE, tmp / TUNING_FILE)
     ref.folder = final
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from ..data.families import family_title
 from .claims import BASELINE_TARGETS
 
-__all__ = ["FLATVEL_A_SSIM", "TARGETS", "TUNING_FILE", "load_tuning", "scaling", "tuning_lines"]
+__all__ = ["FLATVEL_A_SSIM", "TARGETS", "TUNING_FILE", "load_tuning", "base_epochs", "scaling", "tuning_lines"]
 
 #: The FlatVel-A baseline's SSIM target at the cpu profile.
 FLATVEL_A_SSIM = 0.85
@@ -50,6 +50,18 @@ def load_tuning(folder) -> list[dict]:
         raise ValueError(f"{path} is not a list of tuning probes with the fields {_KEYS}; record it again with "
                          "`python benchmarks/tune_cpu.py --record`")
     return probes
+
+
+def base_epochs(probes: list[dict]) -> int | None:
+    """The epoch count most probes share (the smaller on a tie): the series :func:`scaling` fits.
+
+    The probes keep the epochs they were trained at when a profile is retuned later, so the
+    series is found from the probes themselves, not from a profile's ``epochs_baseline``.
+    """
+    counts = {}
+    for p in probes:
+        counts[p["epochs"]] = counts.get(p["epochs"], 0) + 1
+    return min(counts, key=lambda e: (-counts[e], e)) if counts else None
 
 
 def _fit(points):
@@ -139,12 +151,19 @@ def _size(n, sizes):
     return f"{sizes[0]:,} already" if n == sizes[0] else f"about {n:,.0f}"
 
 
-def tuning_lines(folder, epochs: int, n_train: int | None = None) -> list[str]:
+def tuning_lines(folder, epochs: int | None = None, n_train: int | None = None,
+                 run_epochs: int | None = None) -> list[str]:
     """The README's "what the targets would take" paragraph from ``folder/tuning.json`` ([] without probes):
-    an opening sentence, then one Markdown list item per family; ``epochs`` and ``n_train``: the
-    profile's baseline epochs and training-set size."""
+    an opening sentence, then one Markdown list item per family.
+
+    ``epochs``: the probes' series to fit (default :func:`base_epochs`); ``n_train``: the
+    reference run's training-set size (the base of the equal-compute comparison);
+    ``run_epochs``: the reference run's baseline epochs, named in the opening sentence
+    when they differ from the probes'.
+    """
     probes = load_tuning(folder)
-    table = scaling(probes, epochs, n_train)
+    epochs = base_epochs(probes) if epochs is None else epochs
+    table = scaling(probes, epochs, n_train) if epochs is not None else {}
     if not table:
         return []
     seeds = sorted({p.get("data_seed") for p in probes if p.get("data_seed") is not None})
@@ -171,4 +190,6 @@ def tuning_lines(folder, epochs: int, n_train: int | None = None) -> list[str]:
             f"`benchmarks/tune_cpu.py --record`, `{TUNING_FILE}`), best-epoch SSIM and MAE by training-set size, "
             "with the gain over the training-mean map; the sizes at which a log2-linear trend through them meets "
             "each target are rough and probably optimistic, since gains usually flatten as the quarter-width "
-            "network saturates:", *parts]
+            "network saturates" + (f" (the reference run's baselines train {n_train:,} samples x {run_epochs} epochs)"
+                                   if run_epochs is not None and n_train is not None and run_epochs != epochs else "")
+            + ":", *parts]
