@@ -247,8 +247,8 @@ def _add_reproduce(subparsers) -> None:
     p.add_argument("--no-merge", action="store_true",
                    help="replace RESULTS_DIR/PROFILE instead of merging these seeds into it")
     p.add_argument("--memory-only", action="store_true",
-                   help="train nothing: recompute the memory table of the existing RESULTS_DIR/PROFILE with the "
-                        "current code and re-judge its claims")
+                   help="train nothing: recompute the memory table and the baselines' table (from the per-sample "
+                        "metrics) of the existing RESULTS_DIR/PROFILE with the current code and re-judge its claims")
     _experiment_arguments(p)
     p.set_defaults(func=_run_reproduce)
 

@@ -120,6 +120,12 @@ def test_openfwi_table_pairs_our_baselines_with_the_mean_map_and_published_numbe
     assert r["mae_vs_mean_low"] <= r["mae_vs_mean"] <= r["mae_vs_mean_high"] and r["seeds"] == 2
     assert r["mae_ratio"] == pytest.approx(r["mae"] / r["mean_map_mae"]) and isinstance(r["learned"], bool)
     assert r["n_train"] == 8 and r["openfwi_parameters"] == 24_409_123
+    # the test-split CIs are of the reported means (the validation ones are the claims' gate)
+    for row in rows.values():
+        assert row["ssim_vs_mean_test"] == pytest.approx(row["ssim_gain"], abs=1e-9)
+        assert row["mae_vs_mean_test"] == pytest.approx(row["mae"] - row["mean_map_mae"], abs=1e-9)
+        assert row["ssim_vs_mean_test_low"] <= row["ssim_vs_mean_test"] <= row["ssim_vs_mean_test_high"]
+        assert not row["meets_targets"] or row["learned_test"]
 
 
 def test_merging_other_profiles_or_settings_is_refused(exported, tmp_path):

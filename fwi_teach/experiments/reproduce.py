@@ -344,18 +344,22 @@ def export_results(profile, results_dir=None, cache_dir=None, seeds=(0,), data_d
 
 
 def refresh_memory(profile="cpu", results_dir=None) -> Path:
-    """Recompute a results folder's memory table with the current code; re-judge its claims.
+    """Recompute a results folder's derived tables with the current code; re-judge its claims.
 
-    The memory account does not depend on training, so it can be redone without the
-    cache: writes ``memory.csv`` / ``.json`` and rewrites ``claims.json`` and
+    The memory account does not depend on training, and the baselines' table
+    (:func:`~fwi_teach.experiments.claims.openfwi_comparison`) is computed from the
+    folder's per-sample metrics, so both can be redone without the cache: writes
+    ``memory`` and ``openfwi`` (``.csv`` / ``.json``) and rewrites ``claims.json`` and
     ``summary.md`` (each file atomically). Returns the folder.
     """
     from ..runtime import atomic_write_bytes
     from ..training.memory import claim_memory_rows
 
     ref = load_reference_results(profile, results_dir)
-    ref.memory = claim_memory_rows(ref.settings)
+    ref.memory, ref.openfwi = claim_memory_rows(ref.settings), openfwi_comparison(ref)
     claims = evaluate_claims(ref)
+    art.write_results(ref.folder / "openfwi.json", {"format": RESULTS_FORMAT, "profile": ref.profile,
+                                                    "name": "openfwi", "rows": ref.openfwi})
     art.write_results(ref.folder / "memory.json", {"format": RESULTS_FORMAT, "profile": ref.profile,
                                                    "name": "memory", "rows": ref.memory})
     art.write_results(ref.folder / "claims.json", {"format": RESULTS_FORMAT, "profile": ref.profile, "name": "claims",
