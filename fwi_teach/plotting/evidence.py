@@ -184,7 +184,8 @@ def plot_tuning(probes, table, epochs, targets, title=None):
     probes at ``epochs`` epochs; the dotted line extends their log2-linear fit
     (:func:`fwi_teach.experiments.tuning.scaling`) to where it meets the target (at most 16
     times the largest size; twice it where the trend never does); hollow triangles: twice
-    the epochs; hollow squares: more data, fewer epochs, as many steps as the profile's run.
+    the epochs; hollow squares: more data, fewer epochs, as many steps as the equal-compute
+    base of ``table`` (``scaling``'s ``n_train`` x ``epochs``).
 
     Parameters
     ----------
@@ -193,7 +194,8 @@ def plot_tuning(probes, table, epochs, targets, title=None):
     table : dict
         Their extrapolation, :func:`fwi_teach.experiments.tuning.scaling`.
     epochs : int
-        The profile's baseline epochs.
+        The epochs of the series ``table`` fits (the probes' own,
+        :func:`fwi_teach.experiments.tuning.base_epochs`; not a retuned profile's).
     targets : dict
         ``mae_ratio``, ``ssim_gain`` and ``flatvel_a_ssim``
         (:data:`fwi_teach.experiments.tuning.TARGETS`).
